@@ -1,0 +1,93 @@
+"""The evaluate path: patient -> facts -> durable-rules -> ranked, cited result."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from .compiler import compile_rules
+from .facts import build_fact, observed
+from .pack import Pack, default_path, load_pack
+from .patient import Patient, parse_patient
+from .result import Result, RulesetInfo, assemble
+from .session import RuleEngine
+
+
+class InputError(ValueError):
+    """A patient profile that cannot be evaluated; str() is one line naming field and value."""
+
+
+def describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        loc = ".".join(str(part) for part in item["loc"]) or "patient"
+        message = item["msg"].removeprefix("Value error, ")
+        given = "" if item["type"] == "value_error" else f" (got {item['input']!r})"
+        parts.append(f"{loc}: {message}{given}")
+    return "; ".join(parts)
+
+
+class Evaluator:
+    """A loaded, compiled pack ready to evaluate patients; build once, call many times."""
+
+    def __init__(self, pack: Pack, include_draft: bool = False, builtin: bool = False):
+        self.pack = pack
+        self.rules = pack.active(include_draft)
+        self.engine = RuleEngine(compile_rules(self.rules))
+        self.covered = frozenset(
+            test.value
+            for rule in self.rules
+            if rule.kind == "propose" and rule.when
+            for test in rule.when.tests()
+            if test.fact == "condition" and test.op == "has"
+        )
+        self.info = RulesetInfo(
+            name=pack.meta.name,
+            version=pack.meta.version,
+            sha256=pack.sha256,
+            path="(built-in)" if builtin else str(pack.path),
+            drafts_included=include_draft,
+        )
+
+    def parse(self, data: dict[str, Any] | Patient) -> Patient:
+        try:
+            return parse_patient(data, self.pack)
+        except ValidationError as error:
+            raise InputError(describe(error)) from None
+
+    def evaluate(self, data: dict[str, Any] | Patient) -> Result:
+        patient = self.parse(data)
+        fired = self.engine.run(build_fact(patient, self.pack))
+        return assemble(
+            self.pack,
+            self.rules,
+            fired,
+            patient.model_dump(mode="json"),
+            observed(patient, self.pack),
+            self.covered,
+            self.info,
+        )
+
+
+_evaluators: dict[tuple[Path, bool], Evaluator] = {}
+_lock = threading.Lock()
+
+
+def evaluator(rules: Path | str | None = None, include_draft: bool = False) -> Evaluator:
+    """The cached Evaluator for a pack directory (default: the shipped pack)."""
+    path = Path(rules).resolve() if rules else default_path()
+    with _lock:
+        key = (path, include_draft)
+        if key not in _evaluators:
+            _evaluators[key] = Evaluator(load_pack(path), include_draft, builtin=rules is None)
+        return _evaluators[key]
+
+
+def evaluate(
+    patient: dict[str, Any] | Patient, *, rules: Path | str | None = None, include_draft: bool = False
+) -> Result:
+    """Evaluate one patient profile (a dict in the input contract, or a Patient)."""
+    return evaluator(rules, include_draft).evaluate(patient)

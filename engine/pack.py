@@ -1,0 +1,170 @@
+"""The rule pack: pack.yaml, sources.yaml, vocabulary/ and the rule files, loaded and validated.
+
+Layout of a pack directory:
+  pack.yaml                name, version
+  sources.yaml             the registry of sources citations may name
+  vocabulary/*.yaml        diagnoses, treatments, labs, drugs
+  <anything else>/*.yaml   rule files: {defaults: {author, created, ...}, rules: [...]}
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from . import facts
+from .rules import Rule
+from .vocabulary import Drug, Lab, Vocabulary
+
+Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+VOCABULARY = "vocabulary"
+METADATA = {"author", "reviewed_by", "created", "modified", "next_review"}  # what a file's defaults may set
+
+
+class PackError(Exception):
+    """A rule pack that cannot be loaded; the message names the file, the rule and the field."""
+
+
+class PackMeta(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    version: str
+    description: str = ""
+
+
+class Source(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["seed", "label"]
+    title: str
+    file: str = ""  # seeds: the file name in shared/seeds
+    authors: list[str] = []
+    container: str = ""
+    date: str = ""
+    doi: str = ""
+    url: str = ""
+    note: str = ""
+
+
+@dataclass
+class Pack:
+    path: Path
+    meta: PackMeta
+    sha256: str
+    files: dict[str, str]  # relative path -> sha256 of the file
+    sources: dict[str, Source]
+    diagnoses: Vocabulary
+    treatments: Vocabulary
+    labs: dict[str, Lab]
+    drugs: dict[str, Drug]
+    rules: list[Rule]  # every status, sorted by id
+
+    def active(self, include_draft: bool = False) -> list[Rule]:
+        wanted = {"active", "draft"} if include_draft else {"active"}
+        return [rule for rule in self.rules if rule.status in wanted]
+
+
+def default_path() -> Path:
+    """The shipped pack: jakcds/rules in an installed wheel, rules/ beside engine/ in a checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "rules", here.parent / "rules"):
+        if (candidate / "pack.yaml").is_file():
+            return candidate
+    raise PackError(f"no rule pack found beside {here}")
+
+
+def load_pack(path: Path | str | None = None) -> Pack:
+    root = Path(path) if path else default_path()
+    if not (root / "pack.yaml").is_file():
+        raise PackError(f"{root}: not a rule pack (no pack.yaml)")
+    texts = {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*.yaml"))}
+    docs = {name: _yaml(name, text) for name, text in texts.items()}
+    pack = Pack(
+        path=root,
+        meta=_model(PackMeta, docs, "pack.yaml"),
+        sha256=_pack_sha256(texts),
+        files={name: hashlib.sha256(text).hexdigest() for name, text in texts.items()},
+        sources={key: _model(Source, docs, "sources.yaml", key) for key in docs.get("sources.yaml") or {}},
+        diagnoses=_vocabulary(docs, "diagnoses"),
+        treatments=_vocabulary(docs, "treatments"),
+        labs={key: _model(Lab, docs, f"{VOCABULARY}/labs.yaml", key) for key in _entries(docs, "labs")},
+        drugs={key: _model(Drug, docs, f"{VOCABULARY}/drugs.yaml", key) for key in _entries(docs, "drugs")},
+        rules=[],
+    )
+    pack.rules = _rules(pack, docs)
+    return pack
+
+
+def _pack_sha256(texts: dict[str, bytes]) -> str:
+    digest = hashlib.sha256()
+    for name, text in sorted(texts.items()):
+        digest.update(f"{name}\0{hashlib.sha256(text).hexdigest()}\n".encode())
+    return digest.hexdigest()
+
+
+def _yaml(name: str, text: bytes) -> Any:
+    try:
+        return yaml.load(text, Loader=Loader)
+    except yaml.YAMLError as error:
+        raise PackError(f"{name}: invalid YAML: {error}".replace("\n", " ")) from None
+
+
+def _entries(docs: dict[str, Any], vocabulary: str) -> dict[str, Any]:
+    name = f"{VOCABULARY}/{vocabulary}.yaml"
+    if not isinstance(docs.get(name), dict):
+        raise PackError(f"{name}: missing, or not a mapping of code -> entry")
+    return docs[name]
+
+
+def _model(model: type[BaseModel], docs: dict[str, Any], name: str, key: str | None = None) -> Any:
+    data = docs.get(name) if key is None else docs[name][key]
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise PackError(f"{name}: {key or ''}: {_first_error(error)}") from None
+
+
+def _vocabulary(docs: dict[str, Any], kind: str) -> Vocabulary:
+    name = f"{VOCABULARY}/{kind}.yaml"
+    try:
+        return Vocabulary.model_validate({"kind": kind.rstrip("s"), "entries": _entries(docs, kind)})
+    except ValidationError as error:
+        raise PackError(f"{name}: {_first_error(error)}") from None
+
+
+def _rules(pack: Pack, docs: dict[str, Any]) -> list[Rule]:
+    context = {"pack": pack, "catalogue": facts.catalogue(pack)}
+    found: dict[str, tuple[Rule, str]] = {}
+    for name, doc in docs.items():
+        if name in ("pack.yaml", "sources.yaml") or name.startswith(f"{VOCABULARY}/"):
+            continue
+        if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list) or set(doc) - {"defaults", "rules"}:
+            raise PackError(f"{name}: a rule file is a mapping with `rules` (a list) and optional `defaults`")
+        defaults = doc.get("defaults") or {}
+        if not isinstance(defaults, dict) or set(defaults) - METADATA:
+            raise PackError(f"{name}: defaults may only set {', '.join(sorted(METADATA))}")
+        for index, data in enumerate(doc["rules"]):
+            if isinstance(data, dict):
+                data = {**defaults, **data}
+            rule_id = data.get("id", f"rule #{index + 1}") if isinstance(data, dict) else f"rule #{index + 1}"
+            try:
+                rule = Rule.model_validate(data, context=context)
+            except ValidationError as error:
+                raise PackError(f"{name}: {rule_id}: {_first_error(error)}") from None
+            if rule.id in found:
+                raise PackError(f"{name}: {rule.id}: duplicate rule id (also in {found[rule.id][1]})")
+            found[rule.id] = (rule, name)
+    return [rule for _, (rule, _) in sorted(found.items())]
+
+
+def _first_error(error: ValidationError) -> str:
+    """One line: the field path (without pydantic's union tags) and the message."""
+    first = error.errors()[0]
+    loc = ".".join(str(part) for part in first["loc"] if part not in ("test", "group"))
+    message = first["msg"].removeprefix("Value error, ")
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"{loc or '(top)'}: {message}{more}"

@@ -1,0 +1,97 @@
+"""The patient profile (input contract): strict validation, then normalisation to canonical codes.
+
+Validation needs the rule pack's vocabularies, passed as pydantic validation context
+(`Patient.model_validate(data, context={"pack": pack})`); `parse_patient` does that.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from .vocabulary import UnknownCode, Vocabulary
+
+if TYPE_CHECKING:
+    from .pack import Pack
+
+Number = int | float
+
+
+def _pack(info: ValidationInfo) -> Pack:
+    if not info.context or "pack" not in info.context:
+        raise RuntimeError("Patient needs the rule pack as validation context; use parse_patient()")
+    return info.context["pack"]
+
+
+def _codes(values: list[str], vocabulary: Vocabulary) -> list[str]:
+    """Canonical, de-duplicated and sorted: list order never matters downstream."""
+    try:
+        return sorted({vocabulary.normalise(value) for value in values})
+    except UnknownCode as error:
+        raise ValueError(str(error)) from None
+
+
+class Patient(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    age: int | None = Field(None, ge=0, le=130, description="years")
+    sex: Literal["female", "male", "other"] | None = None
+    condition: str = Field(description="the skin disease to treat: code, synonym or ICD-10-CM")
+    severity: Literal["mild", "moderate", "severe"] | None = None
+    failed_therapies: list[str] = []
+    contraindicated_therapies: list[str] = []
+    comorbidities: list[str] = []
+    labs: dict[str, Any] = Field({}, description='number in the default unit, or {"value", "unit"}')
+    medications: list[str] = []
+    pregnant: bool | None = None
+    breastfeeding: bool | None = None
+    smoking: Literal["never", "former", "current"] | None = None
+
+    @field_validator("condition")
+    @classmethod
+    def _condition(cls, value: str, info: ValidationInfo) -> str:
+        return _codes([value], _pack(info).diagnoses)[0]
+
+    @field_validator("comorbidities")
+    @classmethod
+    def _comorbidities(cls, values: list[str], info: ValidationInfo) -> list[str]:
+        return _codes(values, _pack(info).diagnoses)
+
+    @field_validator("failed_therapies", "contraindicated_therapies", "medications")
+    @classmethod
+    def _treatments(cls, values: list[str], info: ValidationInfo) -> list[str]:
+        return _codes(values, _pack(info).treatments)
+
+    @field_validator("labs")
+    @classmethod
+    def _labs(cls, labs: dict[str, Any], info: ValidationInfo) -> dict[str, Number]:
+        known = _pack(info).labs
+        normalised = {}
+        for name, raw in sorted(labs.items()):
+            lab = known.get(name)
+            if lab is None:
+                raise ValueError(f"unknown lab {name!r} (known: {', '.join(known)})")
+            value, unit = (raw.get("value"), raw.get("unit")) if isinstance(raw, dict) else (raw, lab.unit)
+            if isinstance(raw, dict) and set(raw) != {"value", "unit"}:
+                raise ValueError(f"{name}: expected {{'value': number, 'unit': text}}, got {raw!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name}: value must be a finite number, got {value!r}")
+            if value < 0:
+                raise ValueError(f"{name}: value must not be negative, got {value!r}")
+            if not isinstance(unit, str):
+                raise ValueError(f"{name}: unit must be text, got {unit!r}")
+            try:
+                normalised[name] = lab.convert(value, unit)
+            except UnknownCode as error:
+                raise ValueError(f"{name}: {error}") from None
+        return normalised
+
+
+def parse_patient(data: dict[str, Any] | Patient, pack: Pack) -> Patient:
+    """Validate and normalise a profile against this pack's vocabularies."""
+    if isinstance(data, Patient):
+        data = data.model_dump()
+    return Patient.model_validate(data, context={"pack": pack})
+

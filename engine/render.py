@@ -1,0 +1,68 @@
+"""The clinician's text view of a result (rich): ranked table, cautions, why-not, citations."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from .result import Citation, Result
+
+SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
+EVIDENCE_WORDS = {
+    "label": "US label",
+    "case_series": "case series (low-level evidence)",
+    "case_report": "case report (low-level evidence)",
+    "expert_opinion": "expert opinion (low-level evidence)",
+}
+
+
+def _cite(citation: Citation, result: Result) -> str:
+    source = result.sources.get(citation.source)
+    who = f"{source.authors[0]}{' et al.' if len(source.authors) > 1 else ''} {source.date[:4]}" if source else ""
+    return escape(f"[{citation.source}] {who}, {citation.locator}: “{citation.quote}”")
+
+
+def render(result: Result, console: Console) -> None:
+    rs, patient = result.ruleset, result.patient
+    console.print(f"[bold]jakcds[/] — {patient['condition']}   rule pack {rs.name} {rs.version} (sha256 {rs.sha256[:12]}…)"
+                  + ("  [yellow]drafts included[/]" if rs.drafts_included else ""))
+    if result.candidates:
+        table = Table(title="JAK inhibitors that could be considered", title_justify="left")
+        for column in ("#", "drug", "label status", "evidence", "cautions"):
+            table.add_column(column)
+        for c in result.candidates:
+            counts = {s: sum(x.severity == s for x in c.cautions) for s in SEVERITY_STYLE}
+            summary = ", ".join(f"[{SEVERITY_STYLE[s]}]{n} {s}[/]" for s, n in counts.items() if n) or "none"
+            table.add_row(str(c.rank), c.name, c.label_status.replace("_", "-"), EVIDENCE_WORDS[c.evidence], summary)
+        console.print(table)
+    else:
+        console.print("[bold]No JAK inhibitor can be suggested for this patient.[/]")
+
+    for c in result.candidates:
+        console.print(f"\n[bold]{c.rank}. {c.name}[/] ({c.label_status.replace('_', '-')}, {EVIDENCE_WORDS[c.evidence]})")
+        console.print(f"  {c.rationale}", highlight=False)
+        for citation in c.citations:
+            console.print(f"    {_cite(citation, result)}", style="dim", highlight=False)
+        for caution in c.cautions:
+            style = SEVERITY_STYLE[caution.severity]
+            console.print(f"  [{style}]{caution.severity.upper()}[/] {caution.rule}: {caution.message}", highlight=False)
+            for citation in caution.citations:
+                console.print(f"      {_cite(citation, result)}", style="dim", highlight=False)
+
+    if result.excluded:
+        console.print("\n[bold]Not suggested (why not)[/]")
+        for x in result.excluded:
+            reasons = "; ".join(f"{r.rule}: {r.message}" for r in x.reasons)
+            console.print(f"  {x.name}: {reasons}", highlight=False)
+    if result.notes:
+        console.print("\n[bold]Notes[/]")
+        for note in result.notes:
+            console.print(f"  {note.rule}: {note.message}", highlight=False)
+    if any(c.evidence != "label" for c in result.candidates):
+        console.print(
+            "\n[bold yellow]Evidence is low-level:[/] off-label suggestions rest on single case reports, "
+            "a six-case series or one author's opinion, not on trials. Weigh them accordingly."
+        )
+    fired = sum(t.fired for t in result.trace)
+    console.print(f"\n{fired} of {len(result.trace)} rules fired; `--format json` shows the full trace.", style="dim")

@@ -1,0 +1,183 @@
+"""The result (output contract) and its assembly from the rules that fired.
+
+Ranking (documented in the README): for each drug its best surviving proposal decides, by
+  1. on-label before off-label (for the condition being treated),
+  2. specificity: more patient facts the proposing rule required (a rule fitted to this
+     profile, e.g. chilblain lupus *with* myelofibrosis, before a broader one),
+  3. evidence: label > case_series > case_report > expert_opinion,
+  4. drug id, alphabetically (a stable tie-break).
+Everything is sorted, so list order in the input never changes the output.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from pydantic import BaseModel
+
+from .pack import Pack
+from .rules import Evidence, LabelStatus, Rule, Severity
+
+EVIDENCE_ORDER = ("label", "case_series", "case_report", "expert_opinion")
+SEVERITY_ORDER = ("critical", "warning", "info")
+NO_PROPOSAL = "JAKCDS-001"  # built-in: no active rule proposes this drug for this patient
+NO_RULES_FOR_CONDITION = "JAKCDS-002"  # built-in: the pack has no proposal rule for the condition
+
+
+class Citation(BaseModel):
+    source: str
+    locator: str
+    quote: str
+
+
+class Caution(BaseModel):
+    rule: str
+    severity: Severity
+    message: str
+    citations: list[Citation]
+
+
+class Candidate(BaseModel):
+    drug: str
+    name: str
+    rank: int
+    label_status: LabelStatus
+    evidence: Evidence
+    rationale: str
+    rules: list[str]
+    citations: list[Citation]
+    cautions: list[Caution]
+
+
+class Reason(BaseModel):
+    rule: str
+    message: str
+
+
+class Excluded(BaseModel):
+    drug: str
+    name: str
+    reasons: list[Reason]
+
+
+class Note(BaseModel):
+    rule: str
+    message: str
+    citations: list[Citation] = []
+
+
+class TraceEntry(BaseModel):
+    rule: str
+    kind: str
+    fired: bool
+    matched: dict[str, Any]
+
+
+class SourceInfo(BaseModel):
+    kind: str
+    title: str
+    authors: list[str]
+    container: str
+    date: str
+    doi: str
+    url: str
+
+
+class RulesetInfo(BaseModel):
+    name: str
+    version: str
+    sha256: str
+    path: str  # "(built-in)" for the shipped pack
+    drafts_included: bool
+
+
+class Result(BaseModel):
+    ruleset: RulesetInfo
+    patient: dict[str, Any]
+    candidates: list[Candidate]
+    excluded: list[Excluded]
+    notes: list[Note]
+    trace: list[TraceEntry]
+    sources: dict[str, SourceInfo]
+
+
+def proposal_key(rule: Rule) -> tuple[int, int, int, str]:
+    return (rule.label_status != "on_label", -rule.specificity(), EVIDENCE_ORDER.index(rule.evidence), rule.id)
+
+
+def _citations(rules: list[Rule]) -> list[Citation]:
+    seen: dict[tuple[str, str, str], Citation] = {}
+    for rule in rules:
+        for c in rule.citations:
+            seen.setdefault((c.source, c.locator, c.quote), Citation(**c.model_dump()))
+    return list(seen.values())
+
+
+def _cautions(rules: list[Rule]) -> list[Caution]:
+    ordered = sorted(rules, key=lambda r: (SEVERITY_ORDER.index(r.severity), r.id))
+    return [Caution(rule=r.id, severity=r.severity, message=r.message, citations=_citations([r])) for r in ordered]
+
+
+def assemble(
+    pack: Pack,
+    rules: list[Rule],
+    fired: frozenset[str],
+    patient: dict[str, Any],
+    observed: dict[str, Any],
+    covered_conditions: frozenset[str],
+    ruleset: RulesetInfo,
+) -> Result:
+    by_kind: dict[str, dict[str, list[Rule]]] = defaultdict(lambda: defaultdict(list))
+    notes = []
+    for rule in rules:
+        if rule.id in fired:
+            for drug in rule.drugs:
+                by_kind[rule.kind][drug].append(rule)
+            if rule.kind == "note":
+                notes.append(Note(rule=rule.id, message=rule.message, citations=_citations([rule])))
+
+    condition = pack.diagnoses.entries[patient["condition"]].name
+    ranked, excluded = [], []
+    for drug, info in sorted(pack.drugs.items()):
+        proposals = by_kind["propose"][drug]
+        excludes = by_kind["exclude"][drug]
+        surviving = sorted(
+            (p for p in proposals if not any(x.scope == "all" or p.label_status == "off_label" for x in excludes)),
+            key=proposal_key,
+        )
+        if surviving:
+            ranked.append((proposal_key(surviving[0])[:3], drug, info.name, surviving, by_kind["caution"][drug]))
+            continue
+        reasons = [Reason(rule=x.id, message=x.message) for x in excludes]
+        if not proposals:
+            reasons.insert(0, Reason(rule=NO_PROPOSAL, message=f"No active rule proposes {info.name} for {condition} in this patient."))
+        excluded.append(Excluded(drug=drug, name=info.name, reasons=reasons))
+
+    candidates = [
+        Candidate(
+            drug=drug,
+            name=name,
+            rank=rank,
+            label_status=best[0].label_status,
+            evidence=best[0].evidence,
+            rationale=best[0].message,
+            rules=[p.id for p in best],
+            citations=_citations(best),
+            cautions=_cautions(cautions),
+        )
+        for rank, (_, drug, name, best, cautions) in enumerate(sorted(ranked), start=1)
+    ]
+    if not pack.diagnoses.closures[patient["condition"]] & covered_conditions:
+        notes.insert(0, Note(rule=NO_RULES_FOR_CONDITION, message=f"No rule in this pack proposes a JAK inhibitor for {condition}: no candidates."))
+
+    trace = [
+        TraceEntry(rule=r.id, kind=r.kind, fired=r.id in fired, matched={f: observed[f] for f in r.facts()}) for r in rules
+    ]
+    cited = {c.source for item in [*candidates, *notes] for c in item.citations} | {
+        c.source for cand in candidates for caution in cand.cautions for c in caution.citations
+    }
+    sources = {key: SourceInfo(**pack.sources[key].model_dump(exclude={"file", "note"})) for key in sorted(cited)}
+    return Result(
+        ruleset=ruleset, patient=patient, candidates=candidates, excluded=excluded, notes=notes, trace=trace, sources=sources
+    )

@@ -1,0 +1,194 @@
+"""The rule format: what a rule file under rules/ may say, validated on load.
+
+A rule file is a YAML list of rules. Conditions (`when`) are data: tests of one patient fact
+(`{fact: platelets, lt: 50}`) combined with `all` / `any`. Validation needs the pack's fact
+catalogue, vocabularies, drugs and sources, passed as context {"catalogue", "pack"}.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo, model_validator
+
+from .vocabulary import UnknownCode
+
+Severity = Literal["info", "warning", "critical"]
+Evidence = Literal["label", "case_series", "case_report", "expert_opinion"]
+LabelStatus = Literal["on_label", "off_label"]
+
+# Operator -> fact types it applies to. Nothing else is accepted: durable-rules would take an
+# unknown operator as a field name and silently never match.
+OPERATORS: dict[str, tuple[str, ...]] = {
+    "has": ("codes",),
+    "lacks": ("codes",),
+    "eq": ("enum", "bool", "number"),
+    "in": ("enum",),
+    "lt": ("number",),
+    "lte": ("number",),
+    "gt": ("number",),
+    "gte": ("number",),
+    "known": ("number", "enum", "bool"),
+}
+Strict = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Test(BaseModel):
+    """One test of one fact, e.g. {fact: platelets, lt: 50} or {fact: comorbidities, has: myelofibrosis}."""
+
+    model_config = Strict
+    fact: str
+    has: str | None = None
+    lacks: str | None = None
+    eq: str | bool | int | float | None = None
+    in_: list[str] | None = Field(None, alias="in", min_length=1)
+    lt: int | float | None = None
+    lte: int | float | None = None
+    gt: int | float | None = None
+    gte: int | float | None = None
+    known: bool | None = None
+
+    @property
+    def op(self) -> str:
+        return next(name for name in OPERATORS if getattr(self, _attr(name)) is not None)
+
+    @property
+    def value(self) -> Any:
+        return getattr(self, _attr(self.op))
+
+    @model_validator(mode="after")
+    def _valid(self, info: ValidationInfo) -> Test:
+        given = [name for name in OPERATORS if getattr(self, _attr(name)) is not None]
+        if len(given) != 1:
+            raise ValueError(f"a test needs exactly one operator of {', '.join(OPERATORS)}; got {given or 'none'}")
+        spec = info.context["catalogue"].get(self.fact)
+        if spec is None:
+            raise ValueError(f"unknown fact {self.fact!r} (known: {', '.join(info.context['catalogue'])})")
+        op = given[0]
+        if spec.type not in OPERATORS[op]:
+            raise ValueError(f"operator {op!r} does not apply to {spec.type} fact {self.fact!r}")
+        if spec.type == "codes":
+            try:
+                getattr(info.context["pack"], spec.vocabulary).check(self.value)
+            except UnknownCode as error:
+                raise ValueError(str(error)) from None
+        values = self.value if op == "in" else [self.value]
+        if spec.type == "enum" and op != "known" and not set(values) <= set(spec.values):
+            raise ValueError(f"{self.fact} takes {', '.join(spec.values)}; got {self.value!r}")
+        if spec.type == "bool" and op == "eq" and not isinstance(self.value, bool):
+            raise ValueError(f"{self.fact} is true or false; got {self.value!r}")
+        if spec.type == "number" and op == "eq" and isinstance(self.value, (bool, str)):
+            raise ValueError(f"{self.fact} is a number; got {self.value!r}")
+        return self
+
+def _attr(op: str) -> str:
+    return "in_" if op == "in" else op
+
+
+def _kind(value: Any) -> str:
+    return "test" if isinstance(value, dict) and "fact" in value else "group"
+
+
+Condition = Annotated[Union[Annotated[Test, Tag("test")], Annotated["Group", Tag("group")]], Discriminator(_kind)]
+
+
+class Group(BaseModel):
+    """all: every condition holds; any: at least one holds."""
+
+    model_config = Strict
+    all_: list[Condition] | None = Field(None, alias="all", min_length=1)
+    any_: list[Condition] | None = Field(None, alias="any", min_length=1)
+
+    @model_validator(mode="after")
+    def _one(self) -> Group:
+        if (self.all_ is None) == (self.any_ is None):
+            raise ValueError("a group needs exactly one of 'all' or 'any'")
+        return self
+
+    @property
+    def items(self) -> list[Test | Group]:
+        return self.all_ if self.all_ is not None else self.any_  # type: ignore[return-value]
+
+    def tests(self) -> Iterator[Test]:
+        for item in self.items:
+            yield from ([item] if isinstance(item, Test) else item.tests())
+
+
+class Citation(BaseModel):
+    model_config = Strict
+    source: str
+    locator: str = Field(min_length=1)
+    quote: str = Field(min_length=10)
+
+    @model_validator(mode="after")
+    def _source_exists(self, info: ValidationInfo) -> Citation:
+        sources = info.context["pack"].sources
+        if self.source not in sources:
+            raise ValueError(f"unknown source {self.source!r} (known: {', '.join(sources)})")
+        return self
+
+
+class Example(BaseModel):
+    """A patient profile on which the rule must (fires: true) or must not (fires: false) fire."""
+
+    model_config = Strict
+    fires: bool
+    patient: dict[str, Any]
+    note: str = ""
+
+
+class Rule(BaseModel):
+    model_config = Strict
+    id: str = Field(pattern=r"^[A-Z]+(-[A-Z]+)*-\d{3}$")
+    title: str = Field(min_length=5)
+    status: Literal["active", "draft", "deprecated"]
+    kind: Literal["propose", "caution", "exclude", "note"]
+    drugs: list[str] = []
+    when: Group | None = None  # None: the rule always applies (e.g. a drug's standing caution)
+    severity: Severity = "info"
+    message: str = Field(min_length=10)
+    evidence: Evidence
+    label_status: LabelStatus | None = None  # propose only
+    scope: Literal["all", "off_label"] = "all"  # exclude only: off_label spares on-label proposals
+    citations: list[Citation] = Field(min_length=1)
+    examples: list[Example] = []
+    author: str = ""
+    reviewed_by: str = ""
+    created: datetime.date | None = None
+    modified: datetime.date | None = None
+    next_review: datetime.date | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self, info: ValidationInfo) -> Rule:
+        drugs = info.context["pack"].drugs
+        for drug in self.drugs:
+            if drug not in drugs:
+                raise ValueError(f"unknown drug {drug!r} (known: {', '.join(drugs)})")
+        if self.kind != "note" and not self.drugs:
+            raise ValueError(f"a {self.kind} rule names the drug(s) it concerns")
+        if (self.kind == "propose") != (self.label_status is not None):
+            raise ValueError("label_status is required for propose rules and only for them")
+        if self.scope != "all" and self.kind != "exclude":
+            raise ValueError("scope applies to exclude rules only")
+        return self
+
+    def facts(self) -> list[str]:
+        """The facts this rule reads, sorted."""
+        return sorted({test.fact for test in self.when.tests()}) if self.when else []
+
+    def specificity(self) -> int:
+        """How many fact tests must hold for the rule to fire (an `any` counts its cheapest
+        branch): a rule fitted to more of the patient's profile ranks its drug higher."""
+
+        def count(node: Test | Group) -> int:
+            if isinstance(node, Test):
+                return 1
+            counts = [count(item) for item in node.items]
+            return sum(counts) if node.all_ is not None else min(counts)
+
+        return count(self.when) if self.when else 0
+
+
+Group.model_rebuild()
