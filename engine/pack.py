@@ -23,6 +23,7 @@ from .vocabulary import Drug, Lab, Vocabulary
 
 Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 VOCABULARY = "vocabulary"
+SINGULAR = {"diagnoses": "diagnosis", "treatments": "treatment"}
 METADATA = {"author", "reviewed_by", "created", "modified", "next_review"}  # what a file's defaults may set
 
 
@@ -131,7 +132,7 @@ def _model(model: type[BaseModel], docs: dict[str, Any], name: str, key: str | N
 def _vocabulary(docs: dict[str, Any], kind: str) -> Vocabulary:
     name = f"{VOCABULARY}/{kind}.yaml"
     try:
-        return Vocabulary.model_validate({"kind": kind.rstrip("s"), "entries": _entries(docs, kind)})
+        return Vocabulary.model_validate({"kind": SINGULAR[kind], "entries": _entries(docs, kind)})
     except ValidationError as error:
         raise PackError(f"{name}: {_first_error(error)}") from None
 

@@ -1,0 +1,85 @@
+"""The `jakcds` command as a user runs it: real processes, stdout, stderr and exit codes."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import CASES, WENZEL
+
+from pathlib import Path
+
+BESIDE = Path(sys.executable).with_name("jakcds")  # the venv running the tests, even if not on PATH
+JAKCDS = str(BESIDE) if BESIDE.exists() else shutil.which("jakcds")
+if JAKCDS is None:
+    pytest.fail("the jakcds command is not installed (pip install .)", pytrace=False)
+
+
+def run(*args, stdin=None):
+    return subprocess.run([JAKCDS, *args], input=stdin, capture_output=True, text=True, timeout=60)
+
+
+def test_evaluate_json_matches_the_library():
+    import jakcds
+
+    done = run("evaluate", str(CASES / "wenzel-chilblain-lupus" / "patient.json"), "--format", "json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == jakcds.evaluate(WENZEL).model_dump(mode="json")
+    assert done.stdout.endswith("}\n") and done.stderr == ""
+
+
+def test_default_format_off_a_terminal_is_json_and_stdin_works():
+    done = run("evaluate", "-", stdin=json.dumps(WENZEL))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["candidates"][0]["drug"] == "ruxolitinib"
+
+
+def test_text_format_for_a_clinician():
+    done = run("evaluate", str(CASES / "wenzel-chilblain-lupus" / "patient.json"), "--format", "text")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    for expected in ("Ruxolitinib (oral)", "off-label", "case report (low-level evidence)", "WARNING", "SEED-RUX-002",
+                     "Not suggested (why not)", "Baricitinib", "Evidence is low-level", "jakcds-core 0.1.0", "[seed-000]"):
+        assert expected in out, expected
+    assert out.index("1. Ruxolitinib (oral)") < out.index("2. Tofacitinib")
+
+
+@pytest.mark.parametrize(
+    "stdin, expected",
+    [
+        ("{not json", "stdin: invalid JSON: Expecting property name enclosed in double quotes"),
+        ('{"condition": "vitiligo", "age": NaN}', "stdin: invalid JSON: NaN is not a number"),
+        ('{"condition": "vitiligo", "condition": "psoriasis"}', "stdin: invalid JSON: duplicate key 'condition'"),
+        ('{"condition": "vitiligo", "age": -1}', "stdin: age: Input should be greater than or equal to 0 (got -1)"),
+        ('{"condition": "vitiligo", "colour": "red"}', "stdin: colour: Extra inputs are not permitted (got 'red')"),
+        ('{"condition": "dermatomyosistis"}', "did you mean 'dermatomyositis'?"),
+    ],
+)
+def test_bad_input_is_one_line_on_stderr_and_nothing_on_stdout(stdin, expected):
+    done = run("evaluate", "-", stdin=stdin)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("jakcds: error: ") and expected in done.stderr, done.stderr
+
+
+def test_missing_file():
+    done = run("evaluate", "no-such-patient.json")
+    assert done.returncode == 2 and done.stdout == "" and "no-such-patient.json: cannot read" in done.stderr
+
+
+def test_bad_rule_pack_is_refused(tmp_path):
+    (tmp_path / "pack.yaml").write_text("name: x\n")
+    done = run("evaluate", str(CASES / "wenzel-chilblain-lupus" / "patient.json"), "--rules", str(tmp_path))
+    assert done.returncode == 3 and done.stdout == "" and "pack.yaml" in done.stderr and "version" in done.stderr
+
+
+def test_no_generic_top_level_modules_are_installed():
+    import jakcds
+
+    site = __import__("pathlib").Path(jakcds.__file__).resolve().parents[1]
+    assert not (site / "engine").exists() and not (site / "cli.py").exists() and not (site / "rules").exists()
+    assert (site / "jakcds" / "rules" / "pack.yaml").is_file()
+    assert sys.modules["jakcds"].evaluator().info.path == "(built-in)"

@@ -1,0 +1,104 @@
+"""durable-rules pitfalls (shared/knowledge/durable-rules.md), each guarded and tested."""
+
+import shutil
+import threading
+
+import pytest
+import yaml
+
+import jakcds
+from conftest import RULES, WENZEL, fired
+from jakcds.compiler import MAX_RULES, CompileError, compile_rules
+from jakcds.facts import build_fact
+from jakcds.patient import parse_patient
+from jakcds.session import RuleEngine
+
+
+def test_no_background_threads(evaluator):
+    before = threading.active_count()
+    for _ in range(20):
+        evaluator.evaluate(WENZEL)
+    assert threading.active_count() == before
+
+
+def test_every_session_is_deleted(evaluator):
+    """durable-rules allows 1024 live sessions per ruleset; 1500 evaluations must all work."""
+    for _ in range(1500):
+        evaluator.evaluate(WENZEL)
+    assert evaluator.engine._fired == {}
+
+
+def test_rule_exceptions_are_surfaced_not_swallowed(pack):
+    """durable-rules swallows an action's exception into the session state; we raise it."""
+    engine = RuleEngine(compile_rules(pack.active()))
+
+    def failing(c):
+        raise ValueError("boom")
+
+    engine._host.get_ruleset("jakcds")._actions["SEED-RUX-004"]._func = failing
+    fact = build_fact(parse_patient(WENZEL, pack), pack)
+    with pytest.raises(jakcds.EngineError, match="boom"):
+        engine.run(fact)
+    assert engine._fired == {}
+
+
+def test_unknown_operators_are_rejected_on_load(tmp_path):
+    """durable-rules takes `$ne`, `$contains` or a typo as a field name and never matches."""
+    for op in ("ne", "contains", "not"):
+        pack = _copy_pack(tmp_path / op)
+        _edit_rule(pack / "seed" / "ruxolitinib.yaml", "SEED-RUX-002", {"when": {"all": [{"fact": "platelets", op: 50}]}})
+        with pytest.raises(jakcds.PackError, match=rf"seed/ruxolitinib.yaml: SEED-RUX-002: when.all.0.{op}: Extra inputs"):
+            jakcds.load_pack(pack)
+
+
+def test_types_are_normalised_before_assertion(evaluator):
+    """120 and 120.0 (and 120000 /uL) are the same fact: identical results, no duplicate-fact error."""
+    as_int = evaluator.evaluate({**WENZEL, "labs": {"platelets": 120}})
+    as_float = evaluator.evaluate({**WENZEL, "labs": {"platelets": 120.0}})
+    assert as_int.model_dump_json() == as_float.model_dump_json()
+    assert as_int.patient["labs"]["platelets"] == 120 and isinstance(as_int.patient["labs"]["platelets"], int)
+
+
+def test_any_group_fires_once(evaluator):
+    """A `$or` whose branches both hold fires its action twice in durable-rules; the trace has it once."""
+    result = evaluator.evaluate({**WENZEL, "comorbidities": ["myelofibrosis", "polycythemia_vera"]})
+    assert [t.rule for t in result.trace].count("SEED-RUX-005") == 1
+    ruxolitinib = result.candidates[0]
+    assert [c.rule for c in ruxolitinib.cautions].count("SEED-RUX-005") == 1
+
+
+def test_rule_count_limit_is_checked_before_durable_hangs(pack):
+    rule = pack.rules[0]
+    too_many = [rule.model_copy(update={"id": f"X-{i:03d}"}) for i in range(MAX_RULES + 1)]
+    with pytest.raises(CompileError, match="hangs"):
+        compile_rules(too_many)
+
+
+def test_same_last_test_limit_is_checked(pack):
+    rule = next(r for r in pack.rules if r.when is None)
+    many = [rule.model_copy(update={"id": f"X-{i:03d}"}) for i in range(300)]
+    with pytest.raises(CompileError, match="end with the same test"):
+        compile_rules(many)
+
+
+def test_draft_rules_run_only_when_asked(tmp_path):
+    pack = _copy_pack(tmp_path / "p")
+    _edit_rule(pack / "seed" / "ruxolitinib.yaml", "SEED-RUX-004", {"status": "draft"})
+    default = jakcds.evaluator(pack).evaluate(WENZEL)
+    drafts = jakcds.evaluator(pack, include_draft=True).evaluate(WENZEL)
+    assert "SEED-RUX-004" not in fired(default) and "SEED-RUX-004" in fired(drafts)
+    assert not default.ruleset.drafts_included and drafts.ruleset.drafts_included
+    assert default.ruleset.sha256 != jakcds.evaluate(WENZEL).ruleset.sha256
+
+
+def _copy_pack(path):
+    shutil.copytree(RULES, path)
+    return path
+
+
+def _edit_rule(file, rule_id, changes):
+    doc = yaml.safe_load(file.read_text())
+    for rule in doc["rules"]:
+        if rule["id"] == rule_id:
+            rule.update(changes)
+    file.write_text(yaml.safe_dump(doc, sort_keys=False))

@@ -1,0 +1,59 @@
+"""Hypothesis properties: list order never matters, equivalent units agree, output is stable."""
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import jakcds
+from conftest import RULES
+
+EVALUATOR = jakcds.evaluator(RULES)
+PACK = EVALUATOR.pack
+SKIN = sorted(code for code, closure in PACK.diagnoses.closures.items() if "skin_disease" in closure)
+DIAGNOSES = sorted(PACK.diagnoses.entries)
+TREATMENTS = sorted(PACK.treatments.entries)
+
+patients = st.fixed_dictionaries(
+    {"condition": st.sampled_from(SKIN)},
+    optional={
+        "age": st.integers(0, 100),
+        "sex": st.sampled_from(["female", "male", "other"]),
+        "severity": st.sampled_from(["mild", "moderate", "severe"]),
+        "failed_therapies": st.lists(st.sampled_from(TREATMENTS), max_size=4),
+        "contraindicated_therapies": st.lists(st.sampled_from(TREATMENTS), max_size=2),
+        "comorbidities": st.lists(st.sampled_from(DIAGNOSES), max_size=4),
+        "labs": st.fixed_dictionaries({}, optional={"platelets": st.integers(0, 600)}),
+        "smoking": st.sampled_from(["never", "former", "current"]),
+    },
+)
+LISTS = ("failed_therapies", "contraindicated_therapies", "comorbidities")
+
+
+@settings(max_examples=150, deadline=None)
+@given(patients, st.randoms(use_true_random=False))
+def test_list_order_and_duplicates_never_change_the_result(patient, rng):
+    shuffled = dict(reversed(list(patient.items())))
+    for key in LISTS:
+        if key in shuffled:
+            items = shuffled[key] + shuffled[key][:1]
+            rng.shuffle(items)
+            shuffled[key] = items
+    assert EVALUATOR.evaluate(shuffled).model_dump_json() == EVALUATOR.evaluate(patient).model_dump_json()
+
+
+@settings(max_examples=150, deadline=None)
+@given(patients, st.integers(0, 2_000_000), st.sampled_from(["/uL", "/mm3", "cells/uL", "cells/mm3"]))
+def test_equivalent_units_give_identical_results(patient, per_microlitre, unit):
+    canonical = {**patient, "labs": {"platelets": per_microlitre / 1000}}
+    converted = {**patient, "labs": {"platelets": {"value": per_microlitre, "unit": unit}}}
+    thousands = {**patient, "labs": {"platelets": {"value": per_microlitre / 1000, "unit": "10^3/uL"}}}
+    expected = EVALUATOR.evaluate(canonical).model_dump_json()
+    assert EVALUATOR.evaluate(converted).model_dump_json() == expected
+    assert EVALUATOR.evaluate(thousands).model_dump_json() == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(patients)
+def test_the_same_input_gives_byte_identical_output(patient):
+    first = EVALUATOR.evaluate(patient).model_dump_json(indent=2)
+    for _ in range(2):
+        assert EVALUATOR.evaluate(patient).model_dump_json(indent=2) == first

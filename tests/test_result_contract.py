@@ -1,0 +1,64 @@
+"""The output contract, checked on every golden case and every rule example."""
+
+import json
+import re
+
+import pytest
+
+import jakcds
+from conftest import CASES, WENZEL
+from jakcds.cases import case_dirs
+
+PATIENTS = [json.loads((d / "patient.json").read_text()) for d in case_dirs(CASES)]
+PATIENTS += [ex.patient for rule in jakcds.load_pack().rules for ex in rule.examples]
+
+
+def results(evaluator):
+    for patient in PATIENTS:
+        try:
+            yield evaluator.evaluate(patient)
+        except jakcds.InputError:
+            continue
+
+
+def test_every_drug_is_a_candidate_or_excluded_with_a_reason(evaluator, pack):
+    for result in results(evaluator):
+        drugs = [c.drug for c in result.candidates] + [x.drug for x in result.excluded]
+        assert sorted(drugs) == sorted(pack.drugs)
+        assert all(x.reasons for x in result.excluded)
+
+
+def test_citations_everywhere_and_cautions_name_a_fired_rule(evaluator):
+    for result in results(evaluator):
+        fired = {t.rule for t in result.trace if t.fired}
+        for c in result.candidates:
+            assert c.citations and c.evidence and c.label_status
+            assert [x.rank for x in result.candidates] == list(range(1, len(result.candidates) + 1))
+            for caution in c.cautions:
+                assert caution.citations and caution.rule in fired
+        for citation in [x for c in result.candidates for x in c.citations]:
+            assert citation.source in result.sources
+
+
+def test_ruleset_block_and_model_dump_is_the_document(evaluator):
+    result = evaluator.evaluate(WENZEL)
+    assert re.fullmatch(r"[0-9a-f]{64}", result.ruleset.sha256) and result.ruleset.version == "0.1.0"
+    assert json.loads(result.model_dump_json()) == result.model_dump(mode="json")
+    entry = next(t for t in result.trace if t.rule == "SEED-RUX-001")
+    assert entry.fired and entry.matched == {"comorbidities": ["myelofibrosis", "thrombocytopenia"], "condition": "chilblain_lupus_erythematosus"}
+
+
+def test_the_installed_pack_is_this_repository_pack(evaluator):
+    assert jakcds.evaluator().pack.sha256 == evaluator.pack.sha256, "stale install: run pip install . again"
+
+
+def test_the_library_accepts_a_patient_model(evaluator):
+    patient = evaluator.parse(WENZEL)
+    assert isinstance(patient, jakcds.Patient)
+    assert evaluator.evaluate(patient).model_dump_json() == evaluator.evaluate(WENZEL).model_dump_json()
+
+
+@pytest.mark.parametrize("field", ["failed_therapies", "comorbidities"])
+def test_empty_and_absent_lists_are_the_same(evaluator, field):
+    without = {k: v for k, v in WENZEL.items() if k != field}
+    assert evaluator.evaluate({**without, field: []}).model_dump_json() == evaluator.evaluate(without).model_dump_json()

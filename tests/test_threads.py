@@ -1,0 +1,21 @@
+"""The compiled pack is built once and shared; 8 threads with distinct patients see no cross-talk."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import jakcds
+from conftest import CASES
+from jakcds.cases import case_dirs
+
+import json
+
+PATIENTS = [json.loads((d / "patient.json").read_text()) for d in case_dirs(CASES)]
+PATIENTS = [p for p in PATIENTS if p["condition"] not in ("dermatomyosistis",) and "mg/dL" not in json.dumps(p)]
+
+
+def test_eight_threads_no_cross_talk():
+    assert jakcds.evaluator() is jakcds.evaluator()
+    expected = [jakcds.evaluate(p).model_dump_json() for p in PATIENTS]
+    jobs = [i % len(PATIENTS) for i in range(8 * 60)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        got = list(pool.map(lambda i: (i, jakcds.evaluate(PATIENTS[i]).model_dump_json()), jobs))
+    assert all(out == expected[i] for i, out in got)
