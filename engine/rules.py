@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterator
+from functools import cached_property
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo, model_validator
@@ -174,10 +175,12 @@ class Rule(BaseModel):
             raise ValueError("scope applies to exclude rules only")
         return self
 
+    @cached_property
     def facts(self) -> list[str]:
         """The facts this rule reads, sorted."""
         return sorted({test.fact for test in self.when.tests()}) if self.when else []
 
+    @cached_property
     def specificity(self) -> int:
         """How many fact tests must hold for the rule to fire (an `any` counts its cheapest
         branch): a rule fitted to more of the patient's profile ranks its drug higher."""
