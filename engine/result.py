@@ -108,16 +108,18 @@ def proposal_key(rule: Rule) -> tuple[int, int, int, str]:
 
 def _citations(rules: list[Rule]) -> list[dict[str, str]]:
     """The rules' citations, each once, in rule order."""
-    seen: dict[tuple[str, str, str], dict[str, str]] = {}
+    if len(rules) == 1:
+        return rules[0].citation_docs
+    seen: dict[tuple[str, ...], dict[str, str]] = {}
     for rule in rules:
-        for c in rule.citations:
-            seen.setdefault((c.source, c.locator, c.quote), {"source": c.source, "locator": c.locator, "quote": c.quote})
+        for doc in rule.citation_docs:
+            seen.setdefault(tuple(doc.values()), doc)
     return list(seen.values())
 
 
 def _cautions(rules: list[Rule]) -> list[dict[str, Any]]:
     ordered = sorted(rules, key=lambda r: (SEVERITY_ORDER.index(r.severity), r.id))
-    return [{"rule": r.id, "severity": r.severity, "message": r.message, "citations": _citations([r])} for r in ordered]
+    return [{"rule": r.id, "severity": r.severity, "message": r.message, "citations": r.citation_docs} for r in ordered]
 
 
 def assemble(
@@ -137,7 +139,7 @@ def assemble(
             for drug in rule.drugs:
                 by_kind[rule.kind][drug].append(rule)
             if rule.kind == "note":
-                notes.append({"rule": rule.id, "message": rule.message, "citations": _citations([rule])})
+                notes.append({"rule": rule.id, "message": rule.message, "citations": rule.citation_docs})
 
     condition = pack.diagnoses.entries[patient["condition"]].name
     ranked, excluded = [], []

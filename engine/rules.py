@@ -176,6 +176,11 @@ class Rule(BaseModel):
         return self
 
     @cached_property
+    def citation_docs(self) -> list[dict[str, str]]:
+        """The citations as plain data, for results (built once per rule)."""
+        return [citation.model_dump() for citation in self.citations]
+
+    @cached_property
     def facts(self) -> list[str]:
         """The facts this rule reads, sorted."""
         return sorted({test.fact for test in self.when.tests()}) if self.when else []
