@@ -1,4 +1,8 @@
-"""The `jakcds` command line (typer). Input problems exit 2 with one line on stderr."""
+"""The `jakcds` command line (typer).
+
+Exit codes: 0 ok; 1 a check failed (test, lint); 2 bad input (one line on stderr, nothing on
+stdout); 3 a rule pack that cannot be loaded or is refused.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +17,16 @@ import typer
 from jakcds import InputError, PackError, evaluator
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="JAK inhibitor clinical decision support.")
-
+rules_app = typer.Typer(no_args_is_help=True, help="Review the rule pack: list, show, lint, manifest.")
+app.add_typer(rules_app, name="rules")
 
 class Format(str, Enum):
     text = "text"
     json = "json"
+
+
+RulesOption = Annotated[Optional[Path], typer.Option("--rules", help="a rule pack directory instead of the shipped one")]
+FormatOption = Annotated[Optional[Format], typer.Option("--format", "-f", help="default: text on a terminal, else json")]
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -50,6 +59,21 @@ def read_patient(source: str) -> Any:
         fail(f"{name}: invalid JSON: {error}")
 
 
+def wants_json(format: Format | None) -> bool:
+    return (format or (Format.text if sys.stdout.isatty() else Format.json)) is Format.json
+
+
+def print_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def load(rules: Path | None, include_draft: bool = False) -> Any:
+    try:
+        return evaluator(rules, include_draft)
+    except PackError as error:
+        fail(f"rule pack: {error}", code=3)
+
+
 @app.callback()
 def main() -> None:
     """JAK inhibitor clinical decision support on declarative, cited rules."""
@@ -58,19 +82,18 @@ def main() -> None:
 @app.command()
 def evaluate(
     patient: Annotated[str, typer.Argument(help="patient profile JSON file, or - for stdin")],
-    format: Annotated[Optional[Format], typer.Option("--format", "-f", help="default: text on a terminal, else json")] = None,
-    rules: Annotated[Optional[Path], typer.Option(help="evaluate with this rule pack directory instead of the shipped one")] = None,
+    format: FormatOption = None,
+    rules: RulesOption = None,
     include_draft: Annotated[bool, typer.Option("--include-draft", help="also run rules with status: draft")] = False,
 ) -> None:
     """Rank the JAK inhibitors that could be considered for a patient, with cautions and citations."""
     data = read_patient(patient)
+    ev = load(rules, include_draft)
     try:
-        result = evaluator(rules, include_draft).evaluate(data)
+        result = ev.evaluate(data)
     except InputError as error:
         fail(f"{'stdin' if patient == '-' else patient}: {error}")
-    except PackError as error:
-        fail(f"rule pack: {error}", code=3)
-    if (format or (Format.text if sys.stdout.isatty() else Format.json)) is Format.json:
+    if wants_json(format):
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
     else:
         from rich.console import Console
@@ -78,3 +101,171 @@ def evaluate(
         from jakcds.render import render
 
         render(result, Console())
+
+
+@app.command()
+def explain(
+    patient: Annotated[str, typer.Argument(help="patient profile JSON file, or - for stdin")],
+    drug: Annotated[str, typer.Option("--drug", "-d", help="the drug to explain, e.g. ruxolitinib")],
+    format: FormatOption = None,
+    rules: RulesOption = None,
+) -> None:
+    """Why a drug is a candidate or not: each rule that concerns it, and the values it compared."""
+    from jakcds.explain import explain as explain_drug
+
+    data = read_patient(patient)
+    ev = load(rules)
+    try:
+        report = explain_drug(ev, data, drug)
+    except (InputError, ValueError) as error:
+        fail(f"{'stdin' if patient == '-' else patient}: {error}")
+    if wants_json(format):
+        return print_json(report)
+    head = f"candidate #{report['rank']}" if report["status"] == "candidate" else "not suggested"
+    typer.echo(f"{drug}: {head}")
+    for reason in report["reasons"]:
+        typer.echo(f"  why not: {reason['rule']}: {reason['message']}")
+    for rule in report["rules"]:
+        typer.echo(f"  {rule['rule']} ({rule['kind']}) {'FIRED' if rule['fired'] else 'did not fire'}: {rule['title']}")
+        for test in rule["tests"]:
+            value = "unknown" if test["patient"] in (None, []) else test["patient"]
+            typer.echo(f"      {'yes' if test['holds'] else 'no '}  {test['test']}  [patient: {value}]")
+
+
+@app.command("test")
+def run_tests(
+    path: Annotated[Path, typer.Argument(help="the golden cases directory")] = Path("cases"),
+    rules: RulesOption = None,
+    include_draft: Annotated[bool, typer.Option("--include-draft", help="also run draft rules and their examples")] = False,
+) -> None:
+    """Run the golden cases and every rule's examples: PASS / FAIL / TODO, one line each."""
+    from jakcds.cases import run_all
+
+    outcomes = run_all(path, load(rules, include_draft))
+    for outcome in outcomes:
+        typer.echo(f"{outcome.status} {outcome.name}" + (f"  ({outcome.detail})" if outcome.status == "TODO" else ""))
+        if outcome.status == "FAIL":
+            typer.echo("\n".join(f"    {line}" for line in outcome.detail.splitlines()))
+    counts = {status: sum(o.status == status for o in outcomes) for status in ("PASS", "FAIL", "TODO")}
+    typer.echo(f"jakcds test: {counts['PASS']} passed, {counts['FAIL']} failed, {counts['TODO']} todo")
+    if counts["FAIL"] or not outcomes:
+        raise typer.Exit(1)
+
+
+@app.command()
+def coverage(
+    path: Annotated[Path, typer.Argument(help="the golden cases directory")] = Path("cases"),
+    format: FormatOption = None,
+    rules: RulesOption = None,
+) -> None:
+    """Which active rules fired in the golden cases and rule examples, and which never did."""
+    from jakcds.cases import coverage as rule_coverage
+    from jakcds.cases import run_all
+
+    ev = load(rules)
+    counts = rule_coverage(run_all(path, ev), ev)
+    never = [rule for rule, n in counts.items() if n == 0]
+    covered = len(counts) - len(never)
+    summary = {"covered": covered, "total": len(counts), "percent": round(100 * covered / max(len(counts), 1), 1)}
+    if wants_json(format):
+        return print_json({"rules": counts, "never_fired": never, **summary})
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("rule", "kind", "fired in", title="Rule coverage over golden cases and rule examples", title_justify="left")
+    for rule in ev.rules:
+        table.add_row(rule.id, rule.kind, str(counts[rule.id]) if counts[rule.id] else "[red]never[/]")
+    Console().print(table)
+    typer.echo(f"{covered} of {len(counts)} active rules fired at least once ({summary['percent']}%)")
+    for rule in never:
+        typer.echo(f"never fired: {rule}")
+
+
+@rules_app.command("list")
+def rules_list(
+    drug: Annotated[Optional[str], typer.Option(help="only rules concerning this drug")] = None,
+    status: Annotated[Optional[str], typer.Option(help="active, draft or deprecated")] = None,
+    source: Annotated[Optional[str], typer.Option(help="only rules citing this source id")] = None,
+    format: FormatOption = None,
+    rules: RulesOption = None,
+) -> None:
+    """One row per rule: id, title, status, kind, drugs, severity, sources."""
+    pack = load(rules).pack
+    rows = [
+        {"id": r.id, "title": r.title, "status": r.status, "kind": r.kind, "drugs": r.drugs, "severity": r.severity,
+         "sources": sorted({c.source for c in r.citations}), "file": pack.rule_files[r.id]}
+        for r in pack.rules
+        if (drug is None or drug in r.drugs) and (status is None or r.status == status)
+        and (source is None or source in {c.source for c in r.citations})
+    ]
+    if wants_json(format):
+        return print_json(rows)
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "title", "status", "kind", "drugs", "severity", "sources")
+    for row in rows:
+        table.add_row(row["id"], row["title"], row["status"], row["kind"], ", ".join(row["drugs"]) or "-", row["severity"], ", ".join(row["sources"]))
+    Console().print(table)
+
+
+@rules_app.command("show")
+def rules_show(
+    rule_id: Annotated[str, typer.Argument(help="a rule id, e.g. SEED-RUX-001")],
+    format: FormatOption = None,
+    rules: RulesOption = None,
+) -> None:
+    """The whole rule for a reviewer: conditions in plain words, output, citations, examples, dates."""
+    from jakcds.describe import rule_document
+
+    pack = load(rules).pack
+    rule = next((r for r in pack.rules if r.id == rule_id.upper()), None)
+    if rule is None:
+        fail(f"no rule {rule_id!r} in the pack (see `jakcds rules list`)")
+    doc = rule_document(rule, pack)
+    if wants_json(format):
+        return print_json(doc)
+    typer.echo(f"{rule.id}  {rule.title}\n  file: {doc['file']}   status: {rule.status}   kind: {rule.kind}   drugs: {', '.join(rule.drugs) or '-'}")
+    typer.echo("  when:\n" + "\n".join(f"    {line}" for line in doc["conditions_in_words"]))
+    extra = f", label status {rule.label_status}" if rule.label_status else f", scope {rule.scope}" if rule.kind == "exclude" else ""
+    typer.echo(f"  then: {rule.kind} ({rule.severity}{extra}): {rule.message}\n  evidence: {rule.evidence}")
+    for c in rule.citations:
+        source = pack.sources[c.source]
+        typer.echo(f"  cites [{c.source}] {source.title} — {c.locator}:\n      “{c.quote}”")
+    for example in rule.examples:
+        typer.echo(f"  example ({'fires' if example.fires else 'must not fire'}): {json.dumps(example.patient)}" + (f"  # {example.note}" if example.note else ""))
+    typer.echo(f"  author: {rule.author or '-'}   reviewed by: {rule.reviewed_by or '-'}   created: {rule.created or '-'}   "
+               f"modified: {rule.modified or '-'}   next review: {rule.next_review or '-'}")
+
+
+@rules_app.command("lint")
+def rules_lint(
+    rules: RulesOption = None,
+    seeds: Annotated[Optional[Path], typer.Option(help="the seed documents (default: $JAKCDS_SEEDS or shared/seeds beside the repository)")] = None,
+    format: FormatOption = None,
+) -> None:
+    """Check the pack: schema, manifest, seed quotes, examples, contradictions, review dates."""
+    from dataclasses import asdict
+
+    from jakcds.lint import lint
+    from jakcds.pack import default_path
+
+    findings = lint(rules or default_path(), seeds)
+    errors = sum(f.level == "error" for f in findings)
+    if wants_json(format):
+        print_json([asdict(f) for f in findings])
+    else:
+        for finding in findings:
+            typer.echo(str(finding))
+        typer.echo(f"jakcds rules lint: {errors} errors, {len(findings) - errors} warnings")
+    if errors:
+        raise typer.Exit(1)
+
+
+@rules_app.command("manifest")
+def rules_manifest(rules: RulesOption = None) -> None:
+    """Record the pack's files as approved (after review): writes manifest.json."""
+    from jakcds.pack import write_manifest
+
+    manifest = write_manifest(rules)
+    typer.echo(f"manifest.json: version {manifest['version']}, {len(manifest['files'])} files, sha256 {manifest['sha256']}")

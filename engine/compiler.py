@@ -56,10 +56,14 @@ def compile_rule(rule: Rule) -> dict[str, Any]:
 
 def compile_rules(rules: list[Rule]) -> dict[str, Any]:
     """The ruleset definition: one entry per rule plus the session sentinel."""
+    return build_ruleset({rule.id: compile_rule(rule) for rule in rules})
+
+
+def build_ruleset(rules: dict[str, Any]) -> dict[str, Any]:
+    """Add the session sentinel and refuse what durable-rules would hang or fail on."""
     if len(rules) > MAX_RULES:
         raise CompileError(f"{len(rules)} rules: durable-rules hangs above {MAX_RULES} under one prefix")
-    ruleset = {SENTINEL: {"all": [{"m": {"t": SENTINEL}}], "run": SENTINEL}}
-    ruleset.update({rule.id: compile_rule(rule) for rule in rules})
+    ruleset = {SENTINEL: {"all": [{"m": {"t": SENTINEL}}], "run": SENTINEL}, **rules}
     last_tests = Counter(json.dumps(_last_test(body["all"][0]["m"]), sort_keys=True) for body in ruleset.values())
     test, count = last_tests.most_common(1)[0]
     if count > MAX_SAME_LAST_TEST:

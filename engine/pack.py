@@ -5,11 +5,13 @@ Layout of a pack directory:
   sources.yaml             the registry of sources citations may name
   vocabulary/*.yaml        diagnoses, treatments, labs, drugs
   <anything else>/*.yaml   rule files: {defaults: {author, created, ...}, rules: [...]}
+  manifest.json            the approved state: version, each file's sha256, the pack sha256
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +25,7 @@ from .vocabulary import Drug, Lab, Vocabulary
 
 Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 VOCABULARY = "vocabulary"
+MANIFEST = "manifest.json"
 SINGULAR = {"diagnoses": "diagnosis", "treatments": "treatment"}
 METADATA = {"author", "reviewed_by", "created", "modified", "next_review"}  # what a file's defaults may set
 
@@ -57,12 +60,14 @@ class Pack:
     meta: PackMeta
     sha256: str
     files: dict[str, str]  # relative path -> sha256 of the file
+    manifest_problems: list[str]  # empty when the files match manifest.json
     sources: dict[str, Source]
     diagnoses: Vocabulary
     treatments: Vocabulary
     labs: dict[str, Lab]
     drugs: dict[str, Drug]
     rules: list[Rule]  # every status, sorted by id
+    rule_files: dict[str, str]  # rule id -> the file it is in
 
     def active(self, include_draft: bool = False) -> list[Rule]:
         wanted = {"active", "draft"} if include_draft else {"active"}
@@ -78,33 +83,84 @@ def default_path() -> Path:
     raise PackError(f"no rule pack found beside {here}")
 
 
-def load_pack(path: Path | str | None = None) -> Pack:
+def load_pack(path: Path | str | None = None, verify: bool = True) -> Pack:
+    """Load and validate a pack. With verify (the default) a pack whose files do not match
+    its manifest.json is refused; `jakcds rules lint` loads without it and reports instead."""
     root = Path(path) if path else default_path()
     if not (root / "pack.yaml").is_file():
         raise PackError(f"{root}: not a rule pack (no pack.yaml)")
-    texts = {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*.yaml"))}
+    texts = _read(root)
+    files = _digests(texts)
+    problems = manifest_problems(root, files)
+    if verify and problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise PackError(f"{root}: refused, the pack does not match its {MANIFEST}: {problems[0]}{more}")
     docs = {name: _yaml(name, text) for name, text in texts.items()}
     pack = Pack(
         path=root,
         meta=_model(PackMeta, docs, "pack.yaml"),
-        sha256=_pack_sha256(texts),
-        files={name: hashlib.sha256(text).hexdigest() for name, text in texts.items()},
+        sha256=pack_sha256(files),
+        files=files,
+        manifest_problems=problems,
         sources={key: _model(Source, docs, "sources.yaml", key) for key in docs.get("sources.yaml") or {}},
         diagnoses=_vocabulary(docs, "diagnoses"),
         treatments=_vocabulary(docs, "treatments"),
         labs={key: _model(Lab, docs, f"{VOCABULARY}/labs.yaml", key) for key in _entries(docs, "labs")},
         drugs={key: _model(Drug, docs, f"{VOCABULARY}/drugs.yaml", key) for key in _entries(docs, "drugs")},
         rules=[],
+        rule_files={},
     )
-    pack.rules = _rules(pack, docs)
+    found = _rules(pack, docs)
+    pack.rules = [rule for rule, _ in found]
+    pack.rule_files = {rule.id: name for rule, name in found}
     return pack
 
 
-def _pack_sha256(texts: dict[str, bytes]) -> str:
+def _read(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*.yaml"))}
+
+
+def _digests(texts: dict[str, bytes]) -> dict[str, str]:
+    return {name: hashlib.sha256(text).hexdigest() for name, text in texts.items()}
+
+
+def pack_sha256(files: dict[str, str]) -> str:
+    """The pack's sha256: over each file's relative path and sha256, in path order."""
     digest = hashlib.sha256()
-    for name, text in sorted(texts.items()):
-        digest.update(f"{name}\0{hashlib.sha256(text).hexdigest()}\n".encode())
+    for name, sha in sorted(files.items()):
+        digest.update(f"{name}\0{sha}\n".encode())
     return digest.hexdigest()
+
+
+def manifest_problems(root: Path, files: dict[str, str]) -> list[str]:
+    """How the pack's files differ from manifest.json (the state a reviewer approved)."""
+    path = root / MANIFEST
+    try:
+        listed = json.loads(path.read_text(encoding="utf-8"))["files"]
+    except FileNotFoundError:
+        return [f"{MANIFEST} is missing (run `jakcds rules manifest` after review)"]
+    except (ValueError, KeyError, TypeError):
+        return [f"{MANIFEST} is not a valid manifest"]
+    problems = []
+    for name in sorted(set(files) | set(listed)):
+        if name not in listed:
+            problems.append(f"{name} is not in the manifest (added after approval)")
+        elif name not in files:
+            problems.append(f"{name} is in the manifest but missing")
+        elif listed[name] != files[name]:
+            problems.append(f"{name} has changed since approval (sha256 differs)")
+    return problems
+
+
+def write_manifest(path: Path | str | None = None) -> dict[str, Any]:
+    """Record the pack's current files as approved: version, each file's sha256, the pack sha256."""
+    root = Path(path) if path else default_path()
+    texts = _read(root)
+    files = _digests(texts)
+    version = (_yaml("pack.yaml", texts["pack.yaml"]) or {}).get("version")
+    manifest = {"version": version, "sha256": pack_sha256(files), "files": files}
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest
 
 
 def _yaml(name: str, text: bytes) -> Any:
@@ -137,7 +193,7 @@ def _vocabulary(docs: dict[str, Any], kind: str) -> Vocabulary:
         raise PackError(f"{name}: {_first_error(error)}") from None
 
 
-def _rules(pack: Pack, docs: dict[str, Any]) -> list[Rule]:
+def _rules(pack: Pack, docs: dict[str, Any]) -> list[tuple[Rule, str]]:
     context = {"pack": pack, "catalogue": facts.catalogue(pack)}
     found: dict[str, tuple[Rule, str]] = {}
     for name, doc in docs.items():
@@ -159,7 +215,7 @@ def _rules(pack: Pack, docs: dict[str, Any]) -> list[Rule]:
             if rule.id in found:
                 raise PackError(f"{name}: {rule.id}: duplicate rule id (also in {found[rule.id][1]})")
             found[rule.id] = (rule, name)
-    return [rule for _, (rule, _) in sorted(found.items())]
+    return [found[rule_id] for rule_id in sorted(found)]
 
 
 def _first_error(error: ValidationError) -> str:

@@ -89,7 +89,7 @@ def _attr(op: str) -> str:
 
 
 def _kind(value: Any) -> str:
-    return "test" if isinstance(value, dict) and "fact" in value else "group"
+    return "test" if isinstance(value, Test) or (isinstance(value, dict) and "fact" in value) else "group"
 
 
 Condition = Annotated[Union[Annotated[Test, Tag("test")], Annotated["Group", Tag("group")]], Discriminator(_kind)]
@@ -138,6 +138,7 @@ class Example(BaseModel):
     fires: bool
     patient: dict[str, Any]
     note: str = ""
+    todo: str = ""  # a known gap: reported as TODO, not a failure
 
 
 class Rule(BaseModel):

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from conftest import CASES, WENZEL
+from jakcds.pack import write_manifest
 
 from pathlib import Path
 
@@ -72,6 +73,8 @@ def test_missing_file():
 
 def test_bad_rule_pack_is_refused(tmp_path):
     (tmp_path / "pack.yaml").write_text("name: x\n")
+    assert "manifest.json is missing" in run("evaluate", "-", "--rules", str(tmp_path), stdin="{}").stderr
+    write_manifest(tmp_path)
     done = run("evaluate", str(CASES / "wenzel-chilblain-lupus" / "patient.json"), "--rules", str(tmp_path))
     assert done.returncode == 3 and done.stdout == "" and "pack.yaml" in done.stderr and "version" in done.stderr
 

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 import jakcds
+from jakcds.pack import write_manifest
 from conftest import RULES, WENZEL, fired
 from jakcds.compiler import MAX_RULES, CompileError, compile_rules
 from jakcds.facts import build_fact
@@ -102,3 +103,4 @@ def _edit_rule(file, rule_id, changes):
         if rule["id"] == rule_id:
             rule.update(changes)
     file.write_text(yaml.safe_dump(doc, sort_keys=False))
+    write_manifest(file.parent.parent)  # as a reviewer would after approving the change

@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 import jakcds
+from jakcds.pack import write_manifest
 from conftest import RULES
 
 
@@ -21,6 +22,7 @@ def edit(pack_dir, rule_id, change):
     rule = next(r for r in doc["rules"] if r["id"] == rule_id)
     change(rule)
     file.write_text(yaml.safe_dump(doc, sort_keys=False))
+    write_manifest(file.parent.parent)  # as a reviewer would after approving the change
 
 
 @pytest.mark.parametrize(
@@ -57,15 +59,15 @@ def test_duplicate_rule_id(pack_dir):
 def test_invalid_yaml_and_vocabulary(pack_dir):
     (pack_dir / "seed" / "broken.yaml").write_text("rules: [\n")
     with pytest.raises(jakcds.PackError, match="seed/broken.yaml: invalid YAML"):
-        jakcds.load_pack(pack_dir)
+        jakcds.load_pack(pack_dir, verify=False)
     (pack_dir / "seed" / "broken.yaml").unlink()
     vocab = pack_dir / "vocabulary" / "diagnoses.yaml"
     vocab.write_text(vocab.read_text() + "orphan:\n  name: Orphan\n  is_a: [nothing]\n")
     with pytest.raises(jakcds.PackError, match="orphan: is_a names unknown code 'nothing'"):
-        jakcds.load_pack(pack_dir)
+        jakcds.load_pack(pack_dir, verify=False)
 
 
 def test_sha256_changes_with_any_file(pack_dir):
     before = jakcds.load_pack(pack_dir).sha256
     (pack_dir / "sources.yaml").write_text((pack_dir / "sources.yaml").read_text() + "\n# reviewed\n")
-    assert jakcds.load_pack(pack_dir).sha256 != before
+    assert jakcds.load_pack(pack_dir, verify=False).sha256 != before

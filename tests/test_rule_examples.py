@@ -2,21 +2,20 @@
 
 import pytest
 
-from conftest import RULES, fired
 import jakcds
+from conftest import RULES
+from jakcds.cases import run_examples
 
-PACK = jakcds.load_pack(RULES)
-EXAMPLES = [(rule.id, i, ex) for rule in PACK.rules for i, ex in enumerate(rule.examples)]
-
-
-@pytest.mark.parametrize("rule_id, index, example", EXAMPLES, ids=[f"{r}#{i}" for r, i, _ in EXAMPLES])
-def test_rule_example(evaluator, rule_id, index, example):
-    result = evaluator.evaluate(example.patient)
-    assert (rule_id in fired(result)) is example.fires, example.note or example.patient
+OUTCOMES = run_examples(jakcds.evaluator(RULES))
 
 
-def test_conditional_active_rules_have_both_kinds_of_example():
-    for rule in PACK.active():
-        if rule.when is not None:
-            kinds = {example.fires for example in rule.examples}
-            assert kinds == {True, False}, f"{rule.id} needs an example that fires and one that must not"
+@pytest.mark.parametrize("outcome", OUTCOMES, ids=[o.name for o in OUTCOMES])
+def test_rule_example(outcome):
+    assert outcome.status == "PASS", outcome.detail
+
+
+def test_every_active_rule_has_examples_of_both_kinds(evaluator):
+    for rule in evaluator.rules:
+        kinds = {example.fires for example in rule.examples}
+        assert True in kinds, f"{rule.id} needs an example that fires"
+        assert rule.when is None or False in kinds, f"{rule.id} needs an example on which it must not fire"

@@ -1,16 +1,9 @@
 """Every quote taken from a seed appears in that seed word for word."""
 
-import re
-
 import pytest
 
 from conftest import SEEDS
-
-TYPOGRAPHIC = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "\u00a0": " "})
-
-
-def normalise(text: str) -> str:
-    return re.sub(r"\s+", " ", text.translate(TYPOGRAPHIC)).strip()
+from jakcds.lint import normalise_quote as normalise
 
 
 def seed_citations(pack):

@@ -1,0 +1,54 @@
+"""Rule conditions in plain words, generated from the rule data (never written twice)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .facts import catalogue
+from .pack import Pack
+from .rules import Group, Rule, Test
+
+_COMPARE = {"lt": "<", "lte": "≤", "gt": ">", "gte": "≥"}
+
+
+def _code_name(pack: Pack, vocabulary: str, code: str) -> str:
+    return getattr(pack, vocabulary).entries[code].name
+
+
+def describe_test(test: Test, pack: Pack) -> str:
+    spec = catalogue(pack)[test.fact]
+    fact = test.fact.replace("_", " ")
+    op, value = test.op, test.value
+    if op in ("has", "lacks"):
+        name = _code_name(pack, spec.vocabulary, value)
+        if test.fact == "condition":
+            return f"condition {'is' if op == 'has' else 'is not'} {name} (or a narrower one)"
+        if op == "has":
+            return f"{fact} include {name} (or a narrower one)"
+        return f"no {name} (nor a narrower one) among {fact}"
+    if op == "known":
+        return f"{fact} is {'recorded' if value else 'unknown'}"
+    if op == "eq":
+        return f"{fact} is {str(value).lower()}"
+    if op == "in":
+        return f"{fact} is one of {', '.join(value)}"
+    return f"{fact} {_COMPARE[op]} {value:g} {spec.unit}".rstrip()
+
+
+def describe_condition(node: Group, pack: Pack, depth: int = 0) -> list[str]:
+    """Indented lines: 'all of:' / 'any of:' followed by the tests, nested groups indented."""
+    lines = [f"{'  ' * depth}{'all' if node.all_ is not None else 'any'} of:"]
+    for item in node.items:
+        if isinstance(item, Test):
+            lines.append(f"{'  ' * (depth + 1)}- {describe_test(item, pack)}")
+        else:
+            lines.extend(describe_condition(item, pack, depth + 1))
+    return lines
+
+
+def rule_document(rule: Rule, pack: Pack) -> dict[str, Any]:
+    """Everything a reviewer reads about a rule, including its conditions in words."""
+    doc = rule.model_dump(mode="json", by_alias=True, exclude_none=True)
+    doc["file"] = pack.rule_files[rule.id]
+    doc["conditions_in_words"] = describe_condition(rule.when, pack) if rule.when else ["always (no condition)"]
+    return doc

@@ -1,0 +1,62 @@
+"""Why a drug is or is not suggested: every rule that concerns it, whether it fired, and each of
+its tests with the patient's value and whether it held.
+
+Whether a single test held is decided by durable-rules too: each test of each rule becomes a
+rule of its own in a separate explain ruleset (built on first use), so no second matcher exists.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+from .compiler import PATIENT, build_ruleset, compile_test
+from .describe import describe_test
+from .evaluate import Evaluator
+from .facts import build_fact, observed
+from .session import RuleEngine
+
+_engines: weakref.WeakKeyDictionary[Evaluator, RuleEngine] = weakref.WeakKeyDictionary()
+
+
+def _test_engine(ev: Evaluator) -> RuleEngine:
+    """One durable rule per (rule, test): named RULE#index, in Group.tests() order."""
+    if ev not in _engines:
+        ruleset = {
+            f"{rule.id}#{i}": {"all": [{"m": {"$and": [PATIENT, compile_test(test)]}}], "run": f"{rule.id}#{i}"}
+            for rule in ev.rules
+            if rule.when
+            for i, test in enumerate(rule.when.tests())
+        }
+        _engines[ev] = RuleEngine(build_ruleset(ruleset))
+    return _engines[ev]
+
+
+def explain(ev: Evaluator, data: dict[str, Any], drug: str) -> dict[str, Any]:
+    if drug not in ev.pack.drugs:
+        raise ValueError(f"unknown drug {drug!r} (known: {', '.join(ev.pack.drugs)})")
+    patient = ev.parse(data)
+    result = ev.evaluate(patient)
+    fact = build_fact(patient, ev.pack)
+    held = _test_engine(ev).run(fact)
+    values = observed(patient, ev.pack)
+    fired = {t.rule for t in result.trace if t.fired}
+    candidate = next((c for c in result.candidates if c.drug == drug), None)
+    excluded = next((x for x in result.excluded if x.drug == drug), None)
+    rules = []
+    for rule in ev.rules:
+        if drug not in rule.drugs:
+            continue
+        tests = [
+            {"test": describe_test(test, ev.pack), "fact": test.fact, "patient": values[test.fact], "holds": f"{rule.id}#{i}" in held}
+            for i, test in enumerate(rule.when.tests() if rule.when else [])
+        ]
+        rules.append({"rule": rule.id, "kind": rule.kind, "title": rule.title, "fired": rule.id in fired, "tests": tests})
+    return {
+        "drug": drug,
+        "status": "candidate" if candidate else "excluded",
+        "rank": candidate.rank if candidate else None,
+        "reasons": [r.model_dump() for r in excluded.reasons] if excluded else [],
+        "rules": rules,
+        "ruleset": result.ruleset.model_dump(),
+    }

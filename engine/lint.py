@@ -1,0 +1,125 @@
+"""`jakcds rules lint`: what a reviewer must know before approving a pack, one finding a line."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .pack import Pack, PackError, default_path, load_pack
+from .rules import Group, Rule, Test
+
+_TYPOGRAPHIC = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "\u00a0": " "})
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: str  # error | warning
+    file: str
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.level.upper()} {self.file or '-'} {self.rule or '-'}: {self.message}"
+
+
+def normalise_quote(text: str) -> str:
+    """Quotes match their source word for word, whitespace and typographic quotes aside."""
+    return re.sub(r"\s+", " ", text.translate(_TYPOGRAPHIC)).strip()
+
+
+def seeds_dir(pack_path: Path, given: Path | None = None) -> Path | None:
+    """--seeds, else $JAKCDS_SEEDS, else shared/seeds beside the repository holding the pack or
+    beside the current directory (a checkout of this repository)."""
+    if given or os.environ.get("JAKCDS_SEEDS"):
+        return Path(given or os.environ["JAKCDS_SEEDS"])
+    for repo in (pack_path.resolve().parent, Path.cwd()):
+        if (repo.parent / "shared" / "seeds").is_dir():
+            return repo.parent / "shared" / "seeds"
+    return None
+
+
+def lint(path: Path | str | None = None, seeds: Path | None = None, today: datetime.date | None = None) -> list[Finding]:
+    root = Path(path) if path else default_path()
+    try:
+        pack = load_pack(root, verify=False)
+    except PackError as error:
+        return [Finding("error", "", "", str(error))]
+    findings = [Finding("error", "manifest.json", "", problem) for problem in pack.manifest_problems]
+    findings += _quotes(pack, seeds_dir(root, seeds))
+    for rule in pack.rules:
+        if rule.status == "active":
+            findings += [Finding(level, pack.rule_files[rule.id], rule.id, message) for level, message in _rule(rule, pack, today or datetime.date.today())]
+    return findings
+
+
+def _quotes(pack: Pack, seeds: Path | None) -> list[Finding]:
+    if seeds is None or not seeds.is_dir():
+        return [Finding("error", "", "", f"seed documents not found ({seeds or 'give --seeds'}): quotes not checked")]
+    findings, texts = [], {}
+    for rule in pack.rules:
+        for citation in rule.citations:
+            source = pack.sources[citation.source]
+            if source.kind != "seed":
+                continue
+            if source.file not in texts:
+                path = seeds / source.file
+                texts[source.file] = normalise_quote(path.read_text(encoding="utf-8")) if path.is_file() else None
+            where = (pack.rule_files[rule.id], rule.id)
+            if texts[source.file] is None:
+                findings.append(Finding("error", *where, f"seed {source.file} not found in {seeds}: quote not checked"))
+            elif normalise_quote(citation.quote) not in texts[source.file]:
+                findings.append(Finding("error", *where, f"quote not found word for word in {source.file}: {citation.quote!r}"))
+    return findings
+
+
+def _rule(rule: Rule, pack: Pack, today: datetime.date) -> list[tuple[str, str]]:
+    found = []
+    kinds = {example.fires for example in rule.examples}
+    if True not in kinds:
+        found.append(("error", "no example on which the rule fires"))
+    if rule.when is not None and False not in kinds:
+        found.append(("error", "no example on which the rule must not fire"))
+    if rule.when is not None:
+        found += [("error", f"contradictory conditions, can never fire: {why}") for why in _contradictions(rule.when)]
+    proposed = {drug for r in pack.rules if r.status == "active" and r.kind == "propose" for drug in r.drugs}
+    if rule.kind == "caution":
+        for drug in sorted(set(rule.drugs) - proposed):
+            found.append(("warning", f"unreachable for {drug}: cautions show on candidates, and no active rule proposes {drug}"))
+    if rule.next_review and rule.next_review < today:
+        found.append(("warning", f"past its next review date ({rule.next_review})"))
+    for field in ("author", "created", "next_review"):
+        if not getattr(rule, field):
+            found.append(("warning", f"no {field}"))
+    return found
+
+
+def _contradictions(group: Group) -> list[str]:
+    """Tests in one `all` group that no patient can satisfy together (nested groups too)."""
+    found = []
+    for item in group.items:
+        if isinstance(item, Group):
+            found += _contradictions(item)
+    if group.all_ is None:
+        return found
+    tests = [item for item in group.items if isinstance(item, Test)]
+    by_fact: dict[str, list[Test]] = {}
+    for test in tests:
+        by_fact.setdefault(test.fact, []).append(test)
+    for fact, same in by_fact.items():
+        ops = {(t.op, str(t.value)) for t in same}
+        for t in same:
+            if t.op == "has" and ("lacks", str(t.value)) in ops:
+                found.append(f"{fact} both has and lacks {t.value}")
+        if ("known", "False") in ops and len(ops) > 1:
+            found.append(f"{fact} must be unknown and tested at once")
+        equal = {str(t.value) for t in same if t.op == "eq"}
+        if len(equal) > 1:
+            found.append(f"{fact} equals {' and '.join(sorted(equal))}")
+        low = max((t.value for t in same if t.op in ("gt", "gte")), default=None)
+        high = min((t.value for t in same if t.op in ("lt", "lte")), default=None)
+        if low is not None and high is not None and (low > high or (low == high and not {"gte", "lte"} <= {t.op for t in same})):
+            found.append(f"{fact} has an empty range")
+    return found
