@@ -25,7 +25,7 @@ def _cite(citation: Citation, result: Result) -> str:
 
 def render(result: Result, console: Console) -> None:
     rs, patient = result.ruleset, result.patient
-    console.print(f"[bold]jakcds[/] — {patient['condition']}   rule pack {rs.name} {rs.version} (sha256 {rs.sha256[:12]}…)"
+    console.print(f"[bold]jakcds[/] — {patient['condition']}, rule pack {rs.name} {rs.version} (sha256 {rs.sha256[:12]}…)"
                   + ("  [yellow]drafts included[/]" if rs.drafts_included else ""))
     if result.candidates:
         table = Table(title="JAK inhibitors that could be considered", title_justify="left")

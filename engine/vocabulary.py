@@ -10,6 +10,9 @@ from functools import cached_property
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
+CODE = re.compile(r"[a-z][a-z0-9_]*")
+
+
 class UnknownCode(ValueError):
     """A code that no vocabulary entry, synonym or ICD-10-CM code matches."""
 
@@ -39,6 +42,8 @@ class Vocabulary(BaseModel):
     @classmethod
     def _parents_exist(cls, entries: dict[str, Entry]) -> dict[str, Entry]:
         for code, entry in entries.items():
+            if not CODE.fullmatch(code):  # codes become durable-rules field paths: no dots
+                raise ValueError(f"{code!r}: codes are lower-case snake_case")
             for parent in entry.is_a:
                 if parent not in entries:
                     raise ValueError(f"{code}: is_a names unknown code {parent!r}")

@@ -71,3 +71,11 @@ def test_sha256_changes_with_any_file(pack_dir):
     before = jakcds.load_pack(pack_dir).sha256
     (pack_dir / "sources.yaml").write_text((pack_dir / "sources.yaml").read_text() + "\n# reviewed\n")
     assert jakcds.load_pack(pack_dir, verify=False).sha256 != before
+
+
+def test_vocabulary_codes_are_snake_case(pack_dir):
+    """Codes become durable-rules field paths: a dot would silently split the path."""
+    vocab = pack_dir / "vocabulary" / "treatments.yaml"
+    vocab.write_text(vocab.read_text() + "Vitamin.D:\n  name: Vitamin D\n")
+    with pytest.raises(jakcds.PackError, match="'Vitamin.D': codes are lower-case snake_case"):
+        jakcds.load_pack(pack_dir, verify=False)
