@@ -20,7 +20,7 @@ class InputError(ValueError):
     """A patient profile that cannot be evaluated; str() is one line naming field and value."""
 
 
-def describe(error: ValidationError) -> str:
+def one_line(error: ValidationError) -> str:
     parts = []
     for item in error.errors():
         loc = ".".join(str(part) for part in item["loc"]) or "patient"
@@ -37,6 +37,7 @@ class Evaluator:
         self.pack = pack
         self.rules = pack.active(include_draft)
         self.engine = RuleEngine(compile_rules(self.rules))
+        # conditions some proposal rule is about: a patient outside them gets the JAKCDS-002 note
         self.covered = frozenset(
             test.value
             for rule in self.rules
@@ -56,7 +57,7 @@ class Evaluator:
         try:
             return parse_patient(data, self.pack)
         except ValidationError as error:
-            raise InputError(describe(error)) from None
+            raise InputError(one_line(error)) from None
 
     def evaluate(self, data: dict[str, Any] | Patient) -> Result:
         patient = self.parse(data)
