@@ -29,6 +29,7 @@ class Citation(BaseModel):
     source: str
     locator: str
     quote: str
+    grade: str | None = None  # label citations: VERIFIED-L | VERIFIED-S (drafts: also NON-US | UNVERIFIED)
 
 
 class Caution(BaseModel):
@@ -82,6 +83,8 @@ class SourceInfo(BaseModel):
     date: str
     doi: str
     url: str
+    product: str = ""  # label sources
+    read_on: str = ""  # label sources
 
 
 class RulesetInfo(BaseModel):
@@ -107,10 +110,10 @@ def proposal_key(rule: Rule) -> tuple[int, int, int, str]:
 
 
 def _citations(rules: list[Rule]) -> list[Citation]:
-    seen: dict[tuple[str, str, str], Citation] = {}
+    seen: dict[tuple[str, str, str, str | None], Citation] = {}
     for rule in rules:
         for c in rule.citations:
-            seen.setdefault((c.source, c.locator, c.quote), Citation(**c.model_dump()))
+            seen.setdefault((c.source, c.locator, c.quote, c.grade), Citation(**c.model_dump()))
     return list(seen.values())
 
 

@@ -18,6 +18,9 @@ from .vocabulary import UnknownCode
 Severity = Literal["info", "warning", "critical"]
 Evidence = Literal["label", "case_series", "case_report", "expert_opinion"]
 LabelStatus = Literal["on_label", "off_label"]
+# Grades of shared/knowledge/us-labels.md. Only the first two may back an active rule.
+Grade = Literal["VERIFIED-L", "VERIFIED-S", "NON-US", "UNVERIFIED"]
+ACTIVE_GRADES = ("VERIFIED-L", "VERIFIED-S")
 
 # Operator -> fact types it applies to. Nothing else is accepted: durable-rules would take an
 # unknown operator as a field name and silently never match.
@@ -121,12 +124,17 @@ class Citation(BaseModel):
     source: str
     locator: str = Field(min_length=1)
     quote: str = Field(min_length=10)
+    grade: Grade | None = None  # label sources only: the fact's grade in us-labels.md
 
     @model_validator(mode="after")
     def _source_exists(self, info: ValidationInfo) -> Citation:
         sources = info.context["pack"].sources
         if self.source not in sources:
             raise ValueError(f"unknown source {self.source!r} (known: {', '.join(sources)})")
+        if sources[self.source].kind == "label" and self.grade is None:
+            raise ValueError(f"a citation of label source {self.source!r} needs a grade ({', '.join(Grade.__args__)})")
+        if sources[self.source].kind != "label" and self.grade is not None:
+            raise ValueError(f"grade applies to label sources only, not {self.source!r}")
         return self
 
 
@@ -172,6 +180,12 @@ class Rule(BaseModel):
             raise ValueError("label_status is required for propose rules and only for them")
         if self.scope != "all" and self.kind != "exclude":
             raise ValueError("scope applies to exclude rules only")
+        if self.status == "active":
+            for index, citation in enumerate(self.citations):
+                if citation.grade is not None and citation.grade not in ACTIVE_GRADES:
+                    raise ValueError(
+                        f"citations.{index}: an active rule may not cite a {citation.grade} fact; make the rule status: draft"
+                    )
         return self
 
     def facts(self) -> list[str]:
