@@ -11,7 +11,7 @@ import datetime
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
 from .vocabulary import UnknownCode
 
@@ -180,13 +180,19 @@ class Rule(BaseModel):
             raise ValueError("label_status is required for propose rules and only for them")
         if self.scope != "all" and self.kind != "exclude":
             raise ValueError("scope applies to exclude rules only")
-        if self.status == "active":
-            for index, citation in enumerate(self.citations):
+        return self
+
+    @field_validator("citations")
+    @classmethod
+    def _verified_if_active(cls, citations: list[Citation], info: ValidationInfo) -> list[Citation]:
+        if info.data.get("status") == "active":
+            for index, citation in enumerate(citations):
                 if citation.grade is not None and citation.grade not in ACTIVE_GRADES:
                     raise ValueError(
-                        f"citations.{index}: an active rule may not cite a {citation.grade} fact; make the rule status: draft"
+                        f"citation {index} is graded {citation.grade}: an active rule may cite only "
+                        f"{' or '.join(ACTIVE_GRADES)} facts (make the rule status: draft)"
                     )
-        return self
+        return citations
 
     def facts(self) -> list[str]:
         """The facts this rule reads, sorted."""

@@ -107,7 +107,7 @@ rules:
 def test_an_active_rule_citing_an_unverified_or_non_us_fact_does_not_load(tmp_path, grade):
     pack = _copy_pack(tmp_path)
     (pack / "bad.yaml").write_text(BAD_RULE.format(status="active", grade=grade))
-    with pytest.raises(PackError, match=rf"LABEL-TEST-001: citations\.0: an active rule may not cite a {grade} fact"):
+    with pytest.raises(PackError, match=rf"bad.yaml: LABEL-TEST-001: citations: citation 0 is graded {grade}: an active rule may cite only"):
         load_pack(pack)
 
 
