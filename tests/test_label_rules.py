@@ -225,3 +225,90 @@ CASES = sorted((ROOT / "cases-label").glob("*.json"))
 @pytest.mark.parametrize("path", CASES, ids=lambda p: p.stem)
 def test_label_case_profiles_evaluate(path):
     jakcds.evaluate(json.loads(path.read_text()), rules=RULES)
+
+
+def _case(name: str):
+    return jakcds.evaluate(json.loads((ROOT / "cases-label" / f"{name}.json").read_text()), rules=RULES)
+
+
+def _cautions(result, drug: str) -> dict[str, str]:
+    candidate = next(c for c in result.candidates if c.drug == drug)
+    return {caution.rule: caution.severity for caution in candidate.cautions}
+
+
+def _excluded_by(result, drug: str) -> set[str]:
+    return {reason.rule for x in result.excluded if x.drug == drug for reason in x.reasons}
+
+
+def test_case_vitiligo_cream_first_then_oral_tofacitinib():
+    ranked = [(c.drug, c.label_status) for c in _case("vitiligo-failed-topical-corticosteroids").candidates]
+    assert ranked == [("ruxolitinib_cream", "on_label"), ("tofacitinib", "off_label")]
+
+
+def test_case_severe_alopecia_areata_on_label_before_tofacitinib():
+    ranked = [c.drug for c in _case("alopecia-areata-severe-adult").candidates]
+    assert set(ranked[:3]) == {"baricitinib", "ritlecitinib", "deuruxolitinib"} and ranked[3] == "tofacitinib"
+
+
+@pytest.mark.parametrize("age", ["16y", "35y"])
+def test_case_refractory_atopic_dermatitis_after_dupilumab(age):
+    result = _case(f"atopic-dermatitis-refractory-after-dupilumab-{age}")
+    on_label = {c.drug for c in result.candidates if c.label_status == "on_label"}
+    assert on_label == {"upadacitinib", "abrocitinib"}
+    assert result.candidates[-1].drug == "tofacitinib"
+
+
+def test_case_67_year_old_smoker_gets_the_boxed_warning_not_critical():
+    result = _case("smoker-67-with-cardiovascular-disease")
+    for candidate in result.candidates:
+        assert _cautions(result, candidate.drug).get("LABEL-CLASS-001") == "warning", candidate.drug
+
+
+def test_products_without_the_boxed_warning_never_get_it():
+    rule = next(r for r in PACK.rules if r.id == "LABEL-CLASS-001")
+    assert not {"ruxolitinib", "delgocitinib", "deucravacitinib"} & set(rule.drugs)
+
+
+def test_case_pregnant_patient_is_flagged():
+    result = _case("pregnant-atopic-dermatitis")
+    assert _cautions(result, "upadacitinib")["LABEL-UPA-016"] == "warning"
+    assert "LABEL-GEN-007" in {n.rule for n in result.notes}
+
+
+def test_case_on_azathioprine_combination_is_critical():
+    result = _case("on-azathioprine")
+    assert _cautions(result, "upadacitinib")["LABEL-UPA-013"] == "critical"
+    assert _cautions(result, "tofacitinib")["LABEL-TOF-011"] == "critical"
+
+
+def test_case_on_ketoconazole_tofacitinib_dose():
+    assert _cautions(_case("on-ketoconazole"), "tofacitinib")["LABEL-TOF-008"] == "warning"
+
+
+def test_case_egfr_25_excludes_abrocitinib_and_deuruxolitinib():
+    result = _case("egfr-25")
+    assert "LABEL-ABR-011" in _excluded_by(result, "abrocitinib")
+    assert "LABEL-DEU-005" in _excluded_by(result, "deuruxolitinib")
+    assert "upadacitinib" in {c.drug for c in result.candidates}
+
+
+def test_case_platelets_40_myelofibrosis():
+    result = _case("platelets-40-myelofibrosis")
+    assert _cautions(result, "ruxolitinib")["LABEL-RUX-001"] == "critical"
+    assert "LABEL-ABR-002" in _excluded_by(result, "abrocitinib")
+    assert "LABEL-RIT-002" in _excluded_by(result, "ritlecitinib")
+
+
+def test_case_active_serious_infection():
+    result = _case("active-serious-infection")
+    assert "LABEL-UPA-005" in _excluded_by(result, "upadacitinib")
+    for drug, rule in [("baricitinib", "LABEL-BAR-003"), ("ritlecitinib", "LABEL-RIT-005"), ("deuruxolitinib", "LABEL-DEU-009")]:
+        assert _cautions(result, drug)[rule] == "critical"
+
+
+def test_drafts_run_only_when_asked():
+    patient = {"condition": "hidradenitis_suppurativa", "age": 30, "severity": "severe", "failed_therapies": ["adalimumab"]}
+    plain = jakcds.evaluate(patient, rules=RULES)
+    drafts = jakcds.evaluate(patient, rules=RULES, include_draft=True)
+    assert plain.candidates[0].label_status == "off_label" and not plain.ruleset.drafts_included
+    assert drafts.candidates[0].rules[0] == "LABEL-UPA-019" and drafts.ruleset.drafts_included
