@@ -312,3 +312,16 @@ def test_drafts_run_only_when_asked():
     drafts = jakcds.evaluate(patient, rules=RULES, include_draft=True)
     assert plain.candidates[0].label_status == "off_label" and not plain.ruleset.drafts_included
     assert drafts.candidates[0].rules[0] == "LABEL-UPA-019" and drafts.ruleset.drafts_included
+
+
+@pytest.mark.parametrize("path", CASES, ids=lambda p: p.stem)
+def test_label_cases_render_as_text(path):
+    import io
+
+    from rich.console import Console
+
+    from jakcds.render import render
+
+    buffer = io.StringIO()
+    render(_case(path.stem), Console(file=buffer, width=120))
+    assert "US label, read 2026-11, VERIFIED-" in buffer.getvalue()
