@@ -325,3 +325,9 @@ def test_label_cases_render_as_text(path):
     buffer = io.StringIO()
     render(_case(path.stem), Console(file=buffer, width=120))
     assert "US label, read 2026-11, VERIFIED-" in buffer.getvalue()
+
+
+def test_on_label_proposals_survive_the_off_label_recalcitrance_exclude():
+    result = jakcds.evaluate({"condition": "alopecia_areata", "age": 30, "severity": "severe"}, rules=RULES)
+    assert {c.drug for c in result.candidates} == {"baricitinib", "ritlecitinib", "deuruxolitinib"}
+    assert "SEED-GEN-001" in _excluded_by(result, "tofacitinib")
