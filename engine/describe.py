@@ -27,11 +27,11 @@ def describe_test(test: Test, pack: Pack) -> str:
             return f"{fact} include {name} (or a narrower one)"
         return f"no {name} (nor a narrower one) among {fact}"
     if op == "known":
-        return f"{fact} is {'recorded' if value else 'unknown'}"
+        return f"{fact} is {'recorded' if value else 'not recorded'}"
     if op == "eq":
-        return f"{fact} is {str(value).lower()}"
+        return f"{fact} is {str(value).lower() if isinstance(value, bool) else repr(value)}"
     if op == "in":
-        return f"{fact} is one of {', '.join(value)}"
+        return f"{fact} is one of {', '.join(map(repr, value))}"
     return f"{fact} {_COMPARE[op]} {value:g} {spec.unit}".rstrip()
 
 

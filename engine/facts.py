@@ -18,6 +18,11 @@ if TYPE_CHECKING:
     from .pack import Pack
 
 SCALARS = ("age", "sex", "severity", "smoking", "pregnant", "breastfeeding")
+# Added for the US-label rules (issue 4).
+NUMBERS = {"weight_kg": "kg", "bsa_percent": "%", "cardiovascular_risk_factors": "count"}
+ENUMS = ("child_pugh", "tb_status", "hepatitis_b", "hepatitis_c", "cyp2c9", "cyp2c19")
+BOOLS = ("planned_live_vaccine",)
+SCALARS += (*NUMBERS, *ENUMS, *BOOLS)
 # fact name -> (patient field(s), vocabulary)
 CODE_LISTS = {
     "condition": (("condition",), "diagnoses"),
@@ -50,6 +55,9 @@ def catalogue(pack: Pack) -> dict[str, FactSpec]:
         FactSpec("pregnant", "bool"),
         FactSpec("breastfeeding", "bool"),
         *(FactSpec(name, "enum", values=_enum_values(name)) for name in ("sex", "severity", "smoking")),
+        *(FactSpec(name, "number", unit=unit) for name, unit in NUMBERS.items()),
+        *(FactSpec(name, "enum", values=_enum_values(name)) for name in ENUMS),
+        *(FactSpec(name, "bool") for name in BOOLS),
         *(FactSpec(name, "codes", vocabulary=vocab) for name, (_, vocab) in CODE_LISTS.items()),
         *(FactSpec(name, "number", unit=lab.unit) for name, lab in pack.labs.items()),
     ]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from . import facts
 from .rules import Rule
@@ -46,12 +46,22 @@ class Source(BaseModel):
     kind: Literal["seed", "label"]
     title: str
     file: str = ""  # seeds: the file name in shared/seeds
+    product: str = ""  # labels: the drug id (vocabulary/drugs.yaml) whose US label this is
+    read_on: str = ""  # labels: when the stored copies were read (shared/knowledge/us-labels.md)
     authors: list[str] = []
     container: str = ""
     date: str = ""
     doi: str = ""
     url: str = ""
     note: str = ""
+
+    @model_validator(mode="after")
+    def _label_fields(self) -> Source:
+        if self.kind == "label" and not (self.product and self.read_on):
+            raise ValueError("a label source names its product and read_on (the date its copies were read)")
+        if self.kind != "label" and (self.product or self.read_on):
+            raise ValueError("product and read_on apply to label sources only")
+        return self
 
 
 @dataclass
@@ -110,6 +120,9 @@ def load_pack(path: Path | str | None = None, verify: bool = True) -> Pack:
         rules=[],
         rule_files={},
     )
+    for key, source in pack.sources.items():
+        if source.kind == "label" and source.product not in pack.drugs:
+            raise PackError(f"sources.yaml: {key}: product: unknown drug {source.product!r}")
     found = _rules(pack, docs)
     pack.rules = [rule for rule, _ in found]
     pack.rule_files = {rule.id: name for rule, name in found}

@@ -48,6 +48,31 @@ class Patient(BaseModel):
     pregnant: bool | None = None
     breastfeeding: bool | None = None
     smoking: Literal["never", "former", "current"] | None = None
+    # Added for the US-label rules (issue 4). Every one is optional: unknown is absent from the fact.
+    weight_kg: float | None = Field(None, gt=0, le=500, allow_inf_nan=False, description="body weight, kg")
+    bsa_percent: float | None = Field(
+        None, ge=0, le=100, allow_inf_nan=False, description="body-surface area affected by the skin disease, %"
+    )
+    child_pugh: Literal["A", "B", "C"] | None = Field(None, description="Child-Pugh class of hepatic impairment")
+    cardiovascular_risk_factors: int | None = Field(
+        None,
+        ge=0,
+        le=20,
+        description="how many cardiovascular risk factors the clinician counts (the labels do not list them); "
+        "smoking is also its own field",
+    )
+    tb_status: Literal["negative", "latent", "active", "unknown"] | None = None
+    hepatitis_b: Literal["negative", "resolved", "active", "unknown"] | None = Field(
+        None, description="resolved: HBsAg negative with anti-HBc (+/- anti-HBs) positive"
+    )
+    hepatitis_c: Literal["negative", "resolved", "active", "unknown"] | None = None
+    cyp2c9: Literal["poor", "intermediate", "normal", "rapid", "ultrarapid"] | None = Field(
+        None, description="CYP2C9 metaboliser phenotype"
+    )
+    cyp2c19: Literal["poor", "intermediate", "normal", "rapid", "ultrarapid"] | None = Field(
+        None, description="CYP2C19 metaboliser phenotype"
+    )
+    planned_live_vaccine: bool | None = Field(None, description="a live vaccine is planned before or during treatment")
 
     @field_validator("condition")
     @classmethod

@@ -19,7 +19,12 @@ EVIDENCE_WORDS = {
 
 def _cite(citation: Citation, result: Result) -> str:
     source = result.sources.get(citation.source)
-    who = f"{source.authors[0]}{' et al.' if len(source.authors) > 1 else ''} {source.date[:4]}" if source else ""
+    if source and source.kind == "label":  # a US label: its grade says how the quote was verified
+        who = f"US label, read {source.read_on}, {citation.grade}"
+    elif source and source.authors:
+        who = f"{source.authors[0]}{' et al.' if len(source.authors) > 1 else ''} {source.date[:4]}"
+    else:
+        who = source.title if source else ""
     return escape(f"[{citation.source}] {who}, {citation.locator}: “{citation.quote}”")
 
 

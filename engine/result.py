@@ -29,6 +29,7 @@ class Citation(BaseModel):
     source: str
     locator: str
     quote: str
+    grade: str | None = None  # label citations: VERIFIED-L | VERIFIED-S (drafts: also NON-US | UNVERIFIED)
 
 
 class Caution(BaseModel):
@@ -82,6 +83,8 @@ class SourceInfo(BaseModel):
     date: str
     doi: str
     url: str
+    product: str = ""  # label sources
+    read_on: str = ""  # label sources
 
 
 class RulesetInfo(BaseModel):

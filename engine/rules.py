@@ -12,13 +12,16 @@ from collections.abc import Iterator
 from functools import cached_property
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
 from .vocabulary import UnknownCode
 
 Severity = Literal["info", "warning", "critical"]
 Evidence = Literal["label", "case_series", "case_report", "expert_opinion"]
 LabelStatus = Literal["on_label", "off_label"]
+# Grades of shared/knowledge/us-labels.md. Only the first two may back an active rule.
+Grade = Literal["VERIFIED-L", "VERIFIED-S", "NON-US", "UNVERIFIED"]
+ACTIVE_GRADES = ("VERIFIED-L", "VERIFIED-S")
 
 # Operator -> fact types it applies to. Nothing else is accepted: durable-rules would take an
 # unknown operator as a field name and silently never match.
@@ -122,12 +125,17 @@ class Citation(BaseModel):
     source: str
     locator: str = Field(min_length=1)
     quote: str = Field(min_length=10)
+    grade: Grade | None = None  # label sources only: the fact's grade in us-labels.md
 
     @model_validator(mode="after")
     def _source_exists(self, info: ValidationInfo) -> Citation:
         sources = info.context["pack"].sources
         if self.source not in sources:
             raise ValueError(f"unknown source {self.source!r} (known: {', '.join(sources)})")
+        if sources[self.source].kind == "label" and self.grade is None:
+            raise ValueError(f"a citation of label source {self.source!r} needs a grade ({', '.join(Grade.__args__)})")
+        if sources[self.source].kind != "label" and self.grade is not None:
+            raise ValueError(f"grade applies to label sources only, not {self.source!r}")
         return self
 
 
@@ -175,6 +183,18 @@ class Rule(BaseModel):
         if self.scope != "all" and self.kind != "exclude":
             raise ValueError("scope applies to exclude rules only")
         return self
+
+    @field_validator("citations")
+    @classmethod
+    def _verified_if_active(cls, citations: list[Citation], info: ValidationInfo) -> list[Citation]:
+        if info.data.get("status") == "active":
+            for index, citation in enumerate(citations):
+                if citation.grade is not None and citation.grade not in ACTIVE_GRADES:
+                    raise ValueError(
+                        f"citation {index} is graded {citation.grade}: an active rule may cite only "
+                        f"{' or '.join(ACTIVE_GRADES)} facts (make the rule status: draft)"
+                    )
+        return citations
 
     @cached_property
     def citation_docs(self) -> list[dict[str, str]]:
