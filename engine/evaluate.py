@@ -51,6 +51,7 @@ class Evaluator:
             sha256=pack.sha256,
             path="(built-in)" if builtin else str(pack.path),
             drafts_included=include_draft,
+            rules_run=len(self.rules),
         )
 
     def parse(self, data: dict[str, Any] | Patient) -> Patient:

@@ -69,5 +69,5 @@ def render(result: Result, console: Console) -> None:
             "\n[bold yellow]Evidence is low-level:[/] off-label suggestions rest on single case reports, "
             "a six-case series or one author's opinion, not on trials. Weigh them accordingly."
         )
-    fired = sum(t.fired for t in result.trace)
-    console.print(f"\n{fired} of {len(result.trace)} rules fired; `--format json` shows the full trace.", style="dim")
+    console.print(f"\n{len(result.trace)} of {rs.rules_run} rules fired; `--format json` shows the trace, "
+                  "`jakcds explain` each rule's tests.", style="dim")

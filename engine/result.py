@@ -93,6 +93,7 @@ class RulesetInfo(BaseModel):
     sha256: str
     path: str  # "(built-in)" for the shipped pack
     drafts_included: bool
+    rules_run: int  # the active (and, if included, draft) rules every evaluation runs
 
 
 class Result(BaseModel):
@@ -178,7 +179,8 @@ def assemble(
     if not pack.diagnoses.closures[patient["condition"]] & covered_conditions:
         notes.insert(0, {"rule": NO_RULES_FOR_CONDITION, "message": f"No rule in this pack proposes a JAK inhibitor for {condition}: no candidates.", "citations": []})
 
-    trace = [{"rule": r.id, "kind": r.kind, "fired": r.id in fired, "matched": {f: observed[f] for f in r.facts}} for r in rules]
+    # The trace holds the rules that fired (`jakcds explain` shows the ones that did not, test by test).
+    trace = [{"rule": r.id, "kind": r.kind, "fired": True, "matched": {f: observed[f] for f in r.facts}} for r in rules if r.id in fired]
     cited = {c["source"] for item in [*candidates, *notes] for c in item["citations"]}
     cited |= {c["source"] for cand in candidates for caution in cand["cautions"] for c in caution["citations"]}
     sources = {key: pack.sources[key].model_dump(exclude={"file", "note"}) for key in sorted(cited)}
