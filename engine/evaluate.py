@@ -61,7 +61,10 @@ class Evaluator:
             raise InputError(one_line(error)) from None
 
     def evaluate(self, data: dict[str, Any] | Patient) -> Result:
-        patient = self.parse(data)
+        return self.run(self.parse(data))
+
+    def run(self, patient: Patient) -> Result:
+        """Evaluate a profile already parsed by `parse` (for this pack)."""
         fired = self.engine.run(build_fact(patient, self.pack))
         return assemble(
             self.pack,

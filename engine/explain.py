@@ -36,7 +36,7 @@ def explain(ev: Evaluator, data: dict[str, Any], drug: str) -> dict[str, Any]:
     if drug not in ev.pack.drugs:
         raise ValueError(f"unknown drug {drug!r} (known: {', '.join(ev.pack.drugs)})")
     patient = ev.parse(data)
-    result = ev.evaluate(patient)
+    result = ev.run(patient)
     fact = build_fact(patient, ev.pack)
     held = _test_engine(ev).run(fact)
     values = observed(patient, ev.pack)

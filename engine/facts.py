@@ -17,12 +17,11 @@ from .patient import Patient
 if TYPE_CHECKING:
     from .pack import Pack
 
-SCALARS = ("age", "sex", "severity", "smoking", "pregnant", "breastfeeding")
-# Added for the US-label rules (issue 4).
-NUMBERS = {"weight_kg": "kg", "bsa_percent": "%", "cardiovascular_risk_factors": "count"}
-ENUMS = ("child_pugh", "tb_status", "hepatitis_b", "hepatitis_c", "cyp2c9", "cyp2c19")
-BOOLS = ("planned_live_vaccine",)
-SCALARS += (*NUMBERS, *ENUMS, *BOOLS)
+# Patient fields tested as they are (labs come from the pack's labs.yaml), by type; number -> unit.
+NUMBERS = {"age": "years", "weight_kg": "kg", "bsa_percent": "%", "cardiovascular_risk_factors": "count"}
+ENUMS = ("sex", "severity", "smoking", "child_pugh", "tb_status", "hepatitis_b", "hepatitis_c", "cyp2c9", "cyp2c19")
+BOOLS = ("pregnant", "breastfeeding", "planned_live_vaccine")
+SCALARS = (*NUMBERS, *ENUMS, *BOOLS)
 # fact name -> (patient field(s), vocabulary)
 CODE_LISTS = {
     "condition": (("condition",), "diagnoses"),
@@ -51,10 +50,6 @@ def _enum_values(field: str) -> tuple[str, ...]:
 def catalogue(pack: Pack) -> dict[str, FactSpec]:
     """Every fact a rule may test, with its type: the compiler checks rules against it."""
     specs = [
-        FactSpec("age", "number", unit="years"),
-        FactSpec("pregnant", "bool"),
-        FactSpec("breastfeeding", "bool"),
-        *(FactSpec(name, "enum", values=_enum_values(name)) for name in ("sex", "severity", "smoking")),
         *(FactSpec(name, "number", unit=unit) for name, unit in NUMBERS.items()),
         *(FactSpec(name, "enum", values=_enum_values(name)) for name in ENUMS),
         *(FactSpec(name, "bool") for name in BOOLS),
