@@ -121,9 +121,19 @@ def _citations(rules: list[Rule]) -> list[dict[str, str]]:
     return list(seen.values())
 
 
-def _cautions(rules: list[Rule]) -> list[dict[str, Any]]:
+def _cautions(rules: list[Rule], drug: str, pack: Pack) -> list[dict[str, Any]]:
+    """A drug's cautions, most severe first. A rule shared by several products cites each one's
+    label: the candidate shows its own label's citations (all of them if none is its own)."""
     ordered = sorted(rules, key=lambda r: (SEVERITY_ORDER.index(r.severity), r.id))
-    return [{"rule": r.id, "severity": r.severity, "message": r.message, "citations": r.citation_docs} for r in ordered]
+    return [
+        {
+            "rule": r.id,
+            "severity": r.severity,
+            "message": r.message,
+            "citations": [c for c in r.citation_docs if pack.sources[c["source"]].product in ("", drug)] or r.citation_docs,
+        }
+        for r in ordered
+    ]
 
 
 def assemble(
@@ -172,7 +182,7 @@ def assemble(
             "rationale": best[0].message,
             "rules": [p.id for p in best],
             "citations": _citations(best),
-            "cautions": _cautions(cautions),
+            "cautions": _cautions(cautions, drug, pack),
         }
         for rank, (_, drug, name, best, cautions) in enumerate(sorted(ranked), start=1)
     ]
