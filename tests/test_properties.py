@@ -57,3 +57,22 @@ def test_the_same_input_gives_byte_identical_output(patient):
     first = EVALUATOR.evaluate(patient).model_dump_json(indent=2)
     for _ in range(2):
         assert EVALUATOR.evaluate(patient).model_dump_json(indent=2) == first
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=True) | st.text(max_size=12),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=6,
+)
+FIELDS = sorted(jakcds.Patient.model_fields) + ["colour"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(FIELDS), json_values, max_size=6), st.sampled_from(SKIN))
+def test_any_input_gives_a_result_or_a_one_line_input_error(patient, condition):
+    """Bad input is never silent and never a crash: a Result, or an InputError on one line."""
+    patient = {"condition": condition, **patient}
+    try:
+        EVALUATOR.evaluate(patient)
+    except jakcds.InputError as error:
+        assert str(error) and "\n" not in str(error)
