@@ -8,10 +8,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .pack import Pack, PackError, default_path, load_pack
+from .pack import Pack, PackError, Source, default_path, load_pack
 from .rules import Group, Rule, Test
 
-_TYPOGRAPHIC = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "\u00a0": " "})
+_TYPOGRAPHIC = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "\u00a0": " ", "μ": "µ"})
 
 
 @dataclass(frozen=True)
@@ -26,8 +26,19 @@ class Finding:
 
 
 def normalise_quote(text: str) -> str:
-    """Quotes match their source word for word, whitespace and typographic quotes aside."""
-    return re.sub(r"\s+", " ", text.translate(_TYPOGRAPHIC)).strip()
+    """Quotes match their source word for word, whitespace, typographic quotes and a Markdown
+    table's escaped pipe aside."""
+    return re.sub(r"\s+", " ", text.replace("\\|", "|").translate(_TYPOGRAPHIC)).strip()
+
+
+def quote_found(quote: str, normalised_text: str) -> bool:
+    """Every part of the quote (parts are separated by an ellipsis "…") is in the text."""
+    return all(part.strip() in normalised_text for part in normalise_quote(quote).split("…") if part.strip())
+
+
+def source_path(source: Source, seeds: Path) -> Path:
+    """Where a source's text is: a seed in shared/seeds, a label in shared/knowledge/us-labels.md."""
+    return seeds / source.file if source.kind == "seed" else seeds.parent / "knowledge" / "us-labels.md"
 
 
 def seeds_dir(pack_path: Path, given: Path | None = None) -> Path | None:
@@ -56,22 +67,20 @@ def lint(path: Path | str | None = None, seeds: Path | None = None, today: datet
 
 
 def _quotes(pack: Pack, seeds: Path | None) -> list[Finding]:
+    """Every quote against its source's text: seeds, and the US-label fact sheet."""
     if seeds is None or not seeds.is_dir():
         return [Finding("error", "", "", f"seed documents not found ({seeds or 'give --seeds'}): quotes not checked")]
     findings, texts = [], {}
     for rule in pack.rules:
         for citation in rule.citations:
-            source = pack.sources[citation.source]
-            if source.kind != "seed":
-                continue
-            if source.file not in texts:
-                path = seeds / source.file
-                texts[source.file] = normalise_quote(path.read_text(encoding="utf-8")) if path.is_file() else None
+            path = source_path(pack.sources[citation.source], seeds)
+            if path not in texts:
+                texts[path] = normalise_quote(path.read_text(encoding="utf-8")) if path.is_file() else None
             where = (pack.rule_files[rule.id], rule.id)
-            if texts[source.file] is None:
-                findings.append(Finding("error", *where, f"seed {source.file} not found in {seeds}: quote not checked"))
-            elif normalise_quote(citation.quote) not in texts[source.file]:
-                findings.append(Finding("error", *where, f"quote not found word for word in {source.file}: {citation.quote!r}"))
+            if texts[path] is None:
+                findings.append(Finding("error", *where, f"{path} not found: quote not checked"))
+            elif not quote_found(citation.quote, texts[path]):
+                findings.append(Finding("error", *where, f"quote not found word for word in {path.name}: {citation.quote!r}"))
     return findings
 
 

@@ -48,7 +48,7 @@ class Patient(BaseModel):
     pregnant: bool | None = None
     breastfeeding: bool | None = None
     smoking: Literal["never", "former", "current"] | None = None
-    # Added for the US-label rules (issue 4). Every one is optional: unknown is absent from the fact.
+    # Read by the US-label rules. Like every field but condition, optional: unknown is absent from the fact.
     weight_kg: float | None = Field(None, gt=0, le=500, allow_inf_nan=False, description="body weight, kg")
     bsa_percent: float | None = Field(
         None, ge=0, le=100, allow_inf_nan=False, description="body-surface area affected by the skin disease, %"

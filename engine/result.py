@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from .pack import Pack
-from .rules import Evidence, LabelStatus, Rule, Severity
+from .rules import Evidence, Grade, LabelStatus, Rule, Severity
 
 EVIDENCE_ORDER = ("label", "case_series", "case_report", "expert_opinion")
 SEVERITY_ORDER = ("critical", "warning", "info")
@@ -29,7 +29,7 @@ class Citation(BaseModel):
     source: str
     locator: str
     quote: str
-    grade: str | None = None  # label citations: VERIFIED-L | VERIFIED-S (drafts: also NON-US | UNVERIFIED)
+    grade: Grade | None = None  # label citations only
 
 
 class Caution(BaseModel):

@@ -187,9 +187,10 @@ class Rule(BaseModel):
     @field_validator("citations")
     @classmethod
     def _verified_if_active(cls, citations: list[Citation], info: ValidationInfo) -> list[Citation]:
+        # reads `status`, which is declared (so validated) before `citations`
         if info.data.get("status") == "active":
             for index, citation in enumerate(citations):
-                if citation.grade is not None and citation.grade not in ACTIVE_GRADES:
+                if citation.grade not in (None, *ACTIVE_GRADES):
                     raise ValueError(
                         f"citation {index} is graded {citation.grade}: an active rule may cite only "
                         f"{' or '.join(ACTIVE_GRADES)} facts (make the rule status: draft)"

@@ -151,3 +151,9 @@ def test_a_tampered_pack_is_refused(pack_dir):
     assert accepted.returncode == 0
     ruleset = json.loads(accepted.stdout)["ruleset"]
     assert ruleset["path"] == str(pack_dir.resolve()) and ruleset["sha256"] == json.loads((pack_dir / "manifest.json").read_text())["sha256"]
+
+
+def test_a_broken_label_quote_fails_lint(pack_dir):
+    edit_rule(pack_dir, "label/ritlecitinib.yaml", "LABEL-RIT-002", lambda r: r["citations"][0].update(quote="platelet count <150,000/mm3"))
+    findings = [str(f) for f in lint(pack_dir, SEEDS)]
+    assert any("LABEL-RIT-002: quote not found word for word in us-labels.md" in f for f in findings), findings
