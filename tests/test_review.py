@@ -154,6 +154,6 @@ def test_a_tampered_pack_is_refused(pack_dir):
 
 
 def test_a_broken_label_quote_fails_lint(pack_dir):
-    edit_rule(pack_dir, "label/ritlecitinib.yaml", "LABEL-RIT-002", lambda r: r["citations"][0].update(quote="platelet count <150,000/mm3"))
+    edit_rule(pack_dir, "label/ritlecitinib.yaml", "LABEL-RIT-002", lambda r: r["citations"][0].update(quote="platelet count <90,000/mm3"))
     findings = [str(f) for f in lint(pack_dir, SEEDS)]
     assert any("LABEL-RIT-002: quote not found word for word in us-labels.md" in f for f in findings), findings
