@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -81,16 +82,29 @@ def main() -> None:
 
 @app.command()
 def evaluate(
-    patient: Annotated[str, typer.Argument(help="patient profile JSON file, or - for stdin")],
+    patient: Annotated[str, typer.Argument(help="patient profile JSON, or a FHIR R4 Bundle/resource; - for stdin")],
     format: FormatOption = None,
     rules: RulesOption = None,
     include_draft: Annotated[bool, typer.Option("--include-draft", help="also run rules with status: draft")] = False,
+    condition: Annotated[
+        Optional[str], typer.Option("--condition", help="FHIR input: the condition to treat, if not the one active skin condition")
+    ] = None,
+    as_of: Annotated[
+        Optional[datetime], typer.Option("--as-of", formats=["%Y-%m-%d"], help="FHIR input: compute ages on this date (default today)")
+    ] = None,
 ) -> None:
-    """Rank the JAK inhibitors that could be considered for a patient, with cautions and citations."""
+    """Rank the JAK inhibitors that could be considered for a patient, with cautions and citations.
+
+    A document with a resourceType is read as FHIR R4; the result lists what it could not map."""
     data = read_patient(patient)
     ev = load(rules, include_draft)
     try:
-        result = ev.evaluate(data)
+        if isinstance(data, dict) and "resourceType" in data:
+            result = ev.evaluate_fhir(data, condition, as_of.date() if as_of else None)
+        elif condition or as_of:
+            fail("--condition and --as-of apply to FHIR input only")
+        else:
+            result = ev.evaluate(data)
     except InputError as error:
         fail(f"{'stdin' if patient == '-' else patient}: {error}")
     if wants_json(format):

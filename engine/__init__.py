@@ -6,7 +6,7 @@
 """
 
 from .compiler import CompileError
-from .evaluate import Evaluator, InputError, evaluate, evaluator
+from .evaluate import Evaluator, InputError, evaluate, evaluate_fhir, evaluator
 from .pack import Pack, PackError, load_pack
 from .patient import Patient
 from .result import Result
@@ -22,6 +22,7 @@ __all__ = [
     "Patient",
     "Result",
     "evaluate",
+    "evaluate_fhir",
     "evaluator",
     "load_pack",
 ]

@@ -5,6 +5,10 @@ A golden case is cases/<name>/patient.json with cases/<name>/expected.yaml, whic
 the result that matter: candidates in order (drug, label status, evidence, cautions by rule id ->
 severity), excluded drugs -> reason rule ids, note rule ids. `todo: <why>` marks a known gap:
 reported as TODO instead of FAIL while it does not pass (Semgrep's todoruleid).
+
+A FHIR case has bundle.json instead of patient.json; its expected.yaml adds `as_of` (the date
+ages are computed on), optionally `condition` (what to treat), `unmapped` ("Resource/id code: why"
+lines), and `twin: <case>`: the JSON case whose candidates, exclusions and notes it must equal.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import difflib
 import json
 from collections import Counter
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +53,7 @@ def project(result: Result) -> dict[str, Any]:
         ],
         "excluded": {x.drug: [r.rule for r in x.reasons] for x in result.excluded},
         "notes": [n.rule for n in result.notes],
+        "unmapped": [f"{u.resource} {u.code}: {u.why}" for u in result.unmapped],
     }
 
 
@@ -59,12 +65,24 @@ def _status(ok: bool, todo: str) -> str:
     return "PASS" if ok else ("TODO" if todo else "FAIL")
 
 
+def _expected(directory: Path) -> dict[str, Any]:
+    return yaml.safe_load((directory / "expected.yaml").read_text(encoding="utf-8"))
+
+
+def evaluate_case(directory: Path, evaluator: Evaluator) -> Result:
+    """The case's result: patient.json, or bundle.json read as FHIR with the case's as_of and condition."""
+    if (directory / "bundle.json").is_file():
+        expected = _expected(directory)
+        bundle = json.loads((directory / "bundle.json").read_text(encoding="utf-8"))
+        return evaluator.evaluate_fhir(bundle, expected.get("condition"), date.fromisoformat(str(expected["as_of"])))
+    return evaluator.evaluate(json.loads((directory / "patient.json").read_text(encoding="utf-8")))
+
+
 def run_case(directory: Path, evaluator: Evaluator) -> Outcome:
-    expected = yaml.safe_load((directory / "expected.yaml").read_text(encoding="utf-8"))
-    patient = json.loads((directory / "patient.json").read_text(encoding="utf-8"))
+    expected = _expected(directory)
     name, todo = f"case {directory.name}", expected.get("todo", "")
     try:
-        result = evaluator.evaluate(patient)
+        result = evaluate_case(directory, evaluator)
     except InputError as error:
         if "error" in expected and expected["error"] in str(error):
             return Outcome(name, "PASS")
@@ -72,7 +90,8 @@ def run_case(directory: Path, evaluator: Evaluator) -> Outcome:
     fired = frozenset(t.rule for t in result.trace if t.fired)
     if "error" in expected:
         return Outcome(name, _status(False, todo), f"expected an input error containing {expected['error']!r}", fired)
-    wanted = {key: expected.get(key) for key in ("candidates", "excluded", "notes")}
+    source = _expected(directory.parent / expected["twin"]) if "twin" in expected else expected
+    wanted = {key: source.get(key) for key in ("candidates", "excluded", "notes")} | {"unmapped": expected.get("unmapped", [])}
     actual = project(result)
     if actual == wanted:
         return Outcome(name, "PASS", fired=fired)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from .compiler import compile_rules
 from .facts import build_fact, observed
 from .pack import Pack, default_path, load_pack
 from .patient import Patient, parse_patient
-from .result import Result, RulesetInfo, assemble
+from .result import Result, RulesetInfo, Unmapped, assemble
 from .session import RuleEngine
 
 
@@ -63,6 +64,20 @@ class Evaluator:
     def evaluate(self, data: dict[str, Any] | Patient) -> Result:
         return self.run(self.parse(data))
 
+    def evaluate_fhir(self, data: dict[str, Any], condition: str | None = None, as_of: date | None = None) -> Result:
+        """Evaluate FHIR R4 input (a Bundle, a resource, or a CDS Hooks prefetch map); ages are
+        computed on `as_of` (default today), which the result records."""
+        from .fhir import FhirError, read_fhir  # fhir.resources is imported only for FHIR input
+        from .vocabulary import UnknownCode
+
+        as_of = as_of or date.today()
+        try:
+            profile, unmapped = read_fhir(data, self.pack, as_of, condition)
+        except (FhirError, UnknownCode) as error:
+            raise InputError(str(error)) from None
+        result = self.evaluate(profile)
+        return result.model_copy(update={"unmapped": [Unmapped(**item) for item in unmapped], "as_of": as_of.isoformat()})
+
     def run(self, patient: Patient) -> Result:
         """Evaluate a profile already parsed by `parse` (for this pack)."""
         fired = self.engine.run(build_fact(patient, self.pack))
@@ -96,3 +111,15 @@ def evaluate(
 ) -> Result:
     """Evaluate one patient profile (a dict in the input contract, or a Patient)."""
     return evaluator(rules, include_draft).evaluate(patient)
+
+
+def evaluate_fhir(
+    data: dict[str, Any],
+    *,
+    condition: str | None = None,
+    as_of: date | None = None,
+    rules: Path | str | None = None,
+    include_draft: bool = False,
+) -> Result:
+    """Evaluate FHIR R4 input: a Bundle, one resource, or a CDS Hooks prefetch map."""
+    return evaluator(rules, include_draft).evaluate_fhir(data, condition, as_of)

@@ -3,7 +3,7 @@
 Layout of a pack directory:
   pack.yaml                name, version
   sources.yaml             the registry of sources citations may name
-  vocabulary/*.yaml        diagnoses, treatments, labs, drugs
+  vocabulary/*.yaml        diagnoses, treatments, labs, drugs, fhir (how FHIR input is read)
   <anything else>/*.yaml   rule files: {defaults: {author, created, ...}, rules: [...]}
   manifest.json            the approved state: version, each file's sha256, the pack sha256
 """
@@ -64,6 +64,18 @@ class Source(BaseModel):
         return self
 
 
+class FhirReading(BaseModel):
+    """vocabulary/fhir.yaml: what FHIR input needs beyond the codes on the vocabulary entries."""
+
+    model_config = ConfigDict(extra="forbid")
+    failure_reasons: list[str]  # a stopped medicine whose status reason contains one of these failed
+
+    @model_validator(mode="after")
+    def _lower(self) -> FhirReading:
+        self.failure_reasons = [phrase.lower() for phrase in self.failure_reasons]
+        return self
+
+
 @dataclass
 class Pack:
     path: Path
@@ -76,6 +88,7 @@ class Pack:
     treatments: Vocabulary
     labs: dict[str, Lab]
     drugs: dict[str, Drug]
+    fhir: FhirReading
     rules: list[Rule]  # every status, sorted by id
     rule_files: dict[str, str]  # rule id -> the file it is in
 
@@ -117,6 +130,7 @@ def load_pack(path: Path | str | None = None, verify: bool = True) -> Pack:
         treatments=_vocabulary(docs, "treatments"),
         labs={key: _model(Lab, docs, f"{VOCABULARY}/labs.yaml", key) for key in _entries(docs, "labs")},
         drugs={key: _model(Drug, docs, f"{VOCABULARY}/drugs.yaml", key) for key in _entries(docs, "drugs")},
+        fhir=_model(FhirReading, docs, f"{VOCABULARY}/fhir.yaml"),
         rules=[],
         rule_files={},
     )

@@ -64,6 +64,10 @@ def render(result: Result, console: Console) -> None:
         console.print("\n[bold]Notes[/]")
         for note in result.notes:
             console.print(f"  {note.rule}: {note.message}", highlight=False)
+    if result.as_of:
+        console.print(f"\n[bold]From FHIR[/] (ages as of {result.as_of}); not used ({len(result.unmapped)}):")
+        for item in result.unmapped:
+            console.print(f"  {item.resource} {item.code}: {item.why}", highlight=False)
     if any(c.evidence != "label" for c in result.candidates):
         console.print(
             "\n[bold yellow]Evidence is low-level:[/] off-label suggestions rest on single case reports, "

@@ -96,6 +96,12 @@ class RulesetInfo(BaseModel):
     rules_run: int  # the active (and, if included, draft) rules every evaluation runs
 
 
+class Unmapped(BaseModel):
+    resource: str  # e.g. Observation/f205
+    code: str  # system|code, or what the item is about
+    why: str
+
+
 class Result(BaseModel):
     ruleset: RulesetInfo
     patient: dict[str, Any]
@@ -104,6 +110,9 @@ class Result(BaseModel):
     notes: list[Note]
     trace: list[TraceEntry]
     sources: dict[str, SourceInfo]
+    # FHIR input only: what was not used and why, and the date ages were computed on
+    unmapped: list[Unmapped] = []
+    as_of: str | None = None
 
 
 def proposal_key(rule: Rule) -> tuple[int, int, int, str]:

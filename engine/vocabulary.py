@@ -1,4 +1,5 @@
-"""Controlled vocabularies kept as data in rules/vocabulary/: codes, synonyms, ICD-10-CM, is_a."""
+"""Controlled vocabularies kept as data in rules/vocabulary/: codes, synonyms, is_a, and the
+standard codes that map onto them (ICD-10-CM, RxNorm, LOINC) where a source verifies them."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ class Entry(BaseModel):
     is_a: list[str] = []
     synonyms: list[str] = []
     icd10: list[str] = []
+    rxcui: list[str] = []  # RxNorm product-level RxCUIs (FHIR input only)
 
 
 class Vocabulary(BaseModel):
@@ -70,6 +72,12 @@ class Vocabulary(BaseModel):
 
         return {code: frozenset(up(code, set())) for code in self.entries}
 
+    @cached_property
+    def standard_codes(self) -> dict[str, dict[str, str]]:
+        """For each of icd10 and rxcui: {standard code: vocabulary code}."""
+        fields = ("icd10", "rxcui")
+        return {f: {std: code for code, entry in self.entries.items() for std in getattr(entry, f)} for f in fields}
+
     def normalise(self, text: str) -> str:
         """The canonical code for a code, synonym or ICD-10-CM code; UnknownCode otherwise."""
         code = self._lookup.get(_key(text))
@@ -92,6 +100,7 @@ class Lab(BaseModel):
     name: str
     unit: str
     units: dict[str, Fraction] = Field(min_length=1)
+    loinc: list[str] = []  # LOINC codes of this test (FHIR input only)
 
     @field_validator("units", mode="before")
     @classmethod

@@ -7,16 +7,18 @@ import pytest
 
 import jakcds
 from conftest import CASES, WENZEL
-from jakcds.cases import case_dirs
+from jakcds.cases import case_dirs, evaluate_case
 
-PATIENTS = [json.loads((d / "patient.json").read_text()) for d in case_dirs(CASES)]
-PATIENTS += [ex.patient for rule in jakcds.load_pack().rules for ex in rule.examples]
+EXAMPLES = [ex.patient for rule in jakcds.load_pack().rules for ex in rule.examples]
 
 
 def results(evaluator):
-    for patient in PATIENTS:
+    """Every golden case's result (JSON and FHIR) and every rule example's."""
+    runs = [lambda d=d: evaluate_case(d, evaluator) for d in case_dirs(CASES)]
+    runs += [lambda p=p: evaluator.evaluate(p) for p in EXAMPLES]
+    for run in runs:
         try:
-            yield evaluator.evaluate(patient)
+            yield run()
         except jakcds.InputError:
             continue
 

@@ -8,7 +8,7 @@ from jakcds.cases import case_dirs
 
 import json
 
-PATIENTS = [json.loads((d / "patient.json").read_text()) for d in case_dirs(CASES)]
+PATIENTS = [json.loads((d / "patient.json").read_text()) for d in case_dirs(CASES) if (d / "patient.json").is_file()]
 PATIENTS = [p for p in PATIENTS if p["condition"] not in ("dermatomyosistis",) and "mg/dL" not in json.dumps(p)]
 
 
