@@ -195,6 +195,49 @@ def coverage(
         typer.echo(f"never fired: {rule}")
 
 
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="port to listen on")] = 8000,
+    issuers: Annotated[
+        Optional[Path], typer.Option("--issuers", help="allow-list of JWT issuers and their JWKS (YAML/JSON)")
+    ] = None,
+    base_url: Annotated[
+        Optional[str], typer.Option("--base-url", help="the URL EHRs call (JWT aud); default http://HOST:PORT")
+    ] = None,
+    insecure_dev: Annotated[
+        bool, typer.Option("--insecure-dev", help="no authentication at all; allowed on a loopback host only")
+    ] = False,
+    feedback_log: Annotated[Optional[Path], typer.Option("--feedback-log", help="append card feedback here (JSON lines)")] = None,
+    rules: RulesOption = None,
+) -> None:
+    """Run the HL7 CDS Hooks 2.0 service (discovery, patient-view, order-select, order-sign, feedback)."""
+    import logging
+
+    import uvicorn
+
+    from jakcds.auth import Verifier, load_issuers
+    from jakcds.service import Settings, create_app
+
+    if insecure_dev == bool(issuers):
+        fail("give --issuers (JWT allow-list), or --insecure-dev for a local trial without authentication")
+    if insecure_dev and host not in LOOPBACK:
+        fail(f"--insecure-dev is refused on {host}: it is allowed on a loopback host only")
+    try:
+        verifier = Verifier(load_issuers(issuers)) if issuers else None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        fail(f"--issuers: {error}")
+    logging.basicConfig(level=logging.INFO, format="%(name)s %(message)s")
+    if insecure_dev:
+        typer.secho("WARNING: --insecure-dev: AUTHENTICATION IS OFF. Any local process can call this service. "
+                    "Never use it with real patient data.", fg="red", bold=True, err=True)
+    settings = Settings(base_url or f"http://{host}:{port}", verifier, feedback_log)
+    uvicorn.run(create_app(load(rules), settings), host=host, port=port, log_level="warning")
+
+
 @rules_app.command("list")
 def rules_list(
     drug: Annotated[Optional[str], typer.Option(help="only rules concerning this drug")] = None,

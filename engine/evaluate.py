@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -13,8 +13,12 @@ from .compiler import compile_rules
 from .facts import build_fact, observed
 from .pack import Pack, default_path, load_pack
 from .patient import Patient, parse_patient
-from .result import Result, RulesetInfo, Unmapped, assemble
+from .result import Result, RulesetInfo, assemble
 from .session import RuleEngine
+from .vocabulary import UnknownCode
+
+if TYPE_CHECKING:
+    from .fhir import Reader  # fhir.resources takes ~150 ms to import: only FHIR input pays it
 
 
 class InputError(ValueError):
@@ -64,19 +68,30 @@ class Evaluator:
     def evaluate(self, data: dict[str, Any] | Patient) -> Result:
         return self.run(self.parse(data))
 
-    def evaluate_fhir(self, data: dict[str, Any], condition: str | None = None, as_of: date | None = None) -> Result:
-        """Evaluate FHIR R4 input (a Bundle, a resource, or a CDS Hooks prefetch map); ages are
-        computed on `as_of` (default today), which the result records."""
-        from .fhir import FhirError, read_fhir  # fhir.resources is imported only for FHIR input
-        from .vocabulary import UnknownCode
+    def read_fhir(self, data: dict[str, Any], as_of: date | None = None) -> Reader:
+        """Read FHIR R4 input (a Bundle, a resource, or a CDS Hooks prefetch map); ages on `as_of` (default today)."""
+        from .fhir import FhirError, Reader, resources
 
-        as_of = as_of or date.today()
+        reader = Reader(self.pack, as_of or date.today())
         try:
-            profile, unmapped = read_fhir(data, self.pack, as_of, condition)
+            reader.read(resources(data))
+        except FhirError as error:
+            raise InputError(str(error)) from None
+        return reader
+
+    def evaluate_read(self, reader: Reader, condition: str | None = None) -> Result:
+        """Evaluate what a Reader read, treating `condition` (default: the one active skin condition)."""
+        from .fhir import FhirError
+
+        try:
+            profile = reader.profile_for(condition)
         except (FhirError, UnknownCode) as error:
             raise InputError(str(error)) from None
         result = self.evaluate(profile)
-        return result.model_copy(update={"unmapped": [Unmapped(**item) for item in unmapped], "as_of": as_of.isoformat()})
+        return result.model_copy(update={"unmapped": reader.sorted_unmapped(), "as_of": reader.as_of.isoformat()})
+
+    def evaluate_fhir(self, data: dict[str, Any], condition: str | None = None, as_of: date | None = None) -> Result:
+        return self.evaluate_read(self.read_fhir(data, as_of), condition)
 
     def run(self, patient: Patient) -> Result:
         """Evaluate a profile already parsed by `parse` (for this pack)."""

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from .result import Unmapped
 from .vocabulary import UnknownCode
 
 if TYPE_CHECKING:
@@ -134,6 +135,9 @@ class Reader:
             else:
                 getattr(self, kind.lower())(resource)
         self.profile["labs"] = {lab: self._latest(results) for lab, results in sorted(self.labs.items())}
+        for condition, severities in sorted(self.severities.items()):
+            if len(severities) > 1:
+                self.skip("Condition", condition, f"conflicting severities ({', '.join(sorted(severities))}): severity left unknown")
 
     def _latest(self, results: list[tuple[datetime, str, Any, str]]) -> Any:
         """The most recent result (ties: by resource id); the others are listed as superseded."""
@@ -164,7 +168,7 @@ class Reader:
             return self.skip(_name(resource), _shown(resource.code), f"verificationStatus {verification}: ignored")
         if clinical in NOT_ACTIVE:
             return self.skip(_name(resource), _shown(resource.code), f"clinicalStatus {clinical}: not active")
-        code = self._diagnosis(resource.code)
+        code = self.diagnosis(resource.code)
         if code is None:
             return self.skip(_name(resource), _shown(resource.code), "no ICD-10-CM code the pack maps (SNOMED CT is not mapped)")
         self.conditions.add(code)
@@ -174,7 +178,7 @@ class Reader:
             if word.strip().lower() in ("mild", "moderate", "severe"):
                 self.severities.setdefault(code, set()).add(word.strip().lower())
 
-    def _diagnosis(self, concept: Any) -> str | None:
+    def diagnosis(self, concept: Any) -> str | None:
         """ICD-10-CM: the code itself, else its nearest listed parent (L63.2 -> L63; M33.03 -> none)."""
         table = self.pack.diagnoses.standard_codes["icd10"]
         for coding in _codings(concept):
@@ -221,8 +225,8 @@ class Reader:
         self._medication(resource, [resource.statusReason] if resource.statusReason else [])
 
     def _medication(self, resource: Any, reasons: list[Any]) -> None:
-        concept = self._medicine_concept(resource)
-        code = self._treatment(concept)
+        concept = self.medicine_concept(resource)
+        code = self.treatment(concept)
         status = resource.status
         if code is None:
             return self.skip(_name(resource), _shown(concept), "no RxNorm code or ingredient name the pack maps")
@@ -235,7 +239,7 @@ class Reader:
         else:
             self.skip(_name(resource), _shown(concept), f"status {status}: neither current nor failed")
 
-    def _medicine_concept(self, resource: Any) -> Any:
+    def medicine_concept(self, resource: Any) -> Any:
         """medicationCodeableConcept, or the code of the Medication it references (contained or in the input)."""
         if resource.medicationCodeableConcept is not None:
             return resource.medicationCodeableConcept
@@ -249,7 +253,7 @@ class Reader:
         texts = [r.text or "" for r in reasons] + [c.display or "" for r in reasons for c in _codings(r)]
         return any(phrase in text.lower() for text in texts for phrase in self.pack.fhir.failure_reasons)
 
-    def _treatment(self, concept: Any) -> str | None:
+    def treatment(self, concept: Any) -> str | None:
         """RxNorm product RxCUI, else the ingredient named by the text or a display (before any strength)."""
         table = self.pack.treatments.standard_codes["rxcui"]
         codings = _codings(concept)
@@ -267,37 +271,32 @@ class Reader:
 
     def allergyintolerance(self, resource: Any) -> None:
         verification, clinical = _status(resource.verificationStatus), _status(resource.clinicalStatus)
-        code = self._treatment(resource.code)
+        code = self.treatment(resource.code)
         if verification in NOT_TRUE or clinical in NOT_ACTIVE:
             return self.skip(_name(resource), _shown(resource.code), f"{verification or clinical}: ignored")
         if code is None:
             return self.skip(_name(resource), _shown(resource.code), "no RxNorm code or ingredient name the pack maps")
         self.lists["contraindicated_therapies"].add(code)
 
+    def skin_conditions(self) -> list[str]:
+        """The active conditions that are skin diseases: what a JAK inhibitor could be for."""
+        return sorted(c for c in self.conditions if "skin_disease" in self.pack.diagnoses.closures[c])
+
     def profile_for(self, condition: str | None) -> dict[str, Any]:
         """The JSON input profile, treating `condition` (or the one active skin condition found)."""
-        closures = self.pack.diagnoses.closures
-        skin = sorted(c for c in self.conditions if "skin_disease" in closures[c])
         if condition is None:
+            skin = self.skin_conditions()
             if len(skin) != 1:
                 found = f"several ({', '.join(skin)})" if skin else "none"
                 raise FhirError(f"one active skin condition is needed to know what to treat, found {found}: name it (--condition; condition= in Python)")
             condition = skin[0]
         condition = self.pack.diagnoses.normalise(condition)
-        profile = {**self.profile, "condition": condition}
-        profile["comorbidities"] = sorted(self.conditions - {condition})
-        severities = sorted(self.severities.get(condition, ()))
+        profile = {**self.profile, "condition": condition, "comorbidities": sorted(self.conditions - {condition})}
+        severities = self.severities.get(condition, set())
         if len(severities) == 1:
-            profile["severity"] = severities[0]
-        elif severities:
-            self.skip("Condition", condition, f"conflicting severities ({', '.join(severities)}): severity left unknown")
+            profile["severity"] = next(iter(severities))
         profile.update({name: sorted(codes) for name, codes in self.lists.items()})
         return profile
 
-
-def read_fhir(data: dict[str, Any], pack: Pack, as_of: date, condition: str | None = None) -> tuple[dict[str, Any], list[dict[str, str]]]:
-    """FHIR input -> (the JSON input profile, unmapped items sorted). Raises FhirError or UnknownCode."""
-    reader = Reader(pack, as_of)
-    reader.read(resources(data))
-    profile = reader.profile_for(condition)
-    return profile, sorted(reader.unmapped, key=lambda item: (item["resource"], item["code"], item["why"]))
+    def sorted_unmapped(self) -> list[Unmapped]:
+        return [Unmapped(**item) for item in sorted(self.unmapped, key=lambda i: (i["resource"], i["code"], i["why"]))]

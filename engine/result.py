@@ -54,6 +54,7 @@ class Candidate(BaseModel):
 class Reason(BaseModel):
     rule: str
     message: str
+    citations: list[Citation] = []  # none for the built-in JAKCDS-* reasons
 
 
 class Excluded(BaseModel):
@@ -176,9 +177,9 @@ def assemble(
         if surviving:
             ranked.append((proposal_key(surviving[0])[:3], drug, info.name, surviving, by_kind["caution"][drug]))
             continue
-        reasons = [{"rule": x.id, "message": x.message} for x in excludes]
+        reasons = [{"rule": x.id, "message": x.message, "citations": x.citation_docs} for x in excludes]
         if not proposals:
-            reasons.insert(0, {"rule": NO_PROPOSAL, "message": f"No active rule proposes {info.name} for {condition} in this patient."})
+            reasons.insert(0, {"rule": NO_PROPOSAL, "message": f"No active rule proposes {info.name} for {condition} in this patient.", "citations": []})
         excluded.append({"drug": drug, "name": info.name, "reasons": reasons})
 
     candidates = [
@@ -202,6 +203,7 @@ def assemble(
     trace = [{"rule": r.id, "kind": r.kind, "fired": True, "matched": {f: observed[f] for f in r.facts}} for r in rules if r.id in fired]
     cited = {c["source"] for item in [*candidates, *notes] for c in item["citations"]}
     cited |= {c["source"] for cand in candidates for caution in cand["cautions"] for c in caution["citations"]}
+    cited |= {c["source"] for x in excluded for reason in x["reasons"] for c in reason["citations"]}
     sources = {key: pack.sources[key].model_dump(exclude={"file", "note"}) for key in sorted(cited)}
     return Result.model_validate(
         {"ruleset": ruleset, "patient": patient, "candidates": candidates, "excluded": excluded, "notes": notes, "trace": trace, "sources": sources}

@@ -1,0 +1,146 @@
+"""CDS Hooks 2.0 cards from results: one card per candidate (patient-view) or per finding about
+a drafted JAK inhibitor order (order-select / order-sign).
+
+Every card names one rule: `source.topic.code` is its id, `source` its first citation's source
+(the seed article or the US label) and `detail` carries the rationale, evidence and quotes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from .result import Candidate, Citation, Result, RulesetInfo, SourceInfo, Unmapped
+from .rules import Severity
+
+RULES_SYSTEM = "urn:jakcds:rule"
+OVERRIDE_SYSTEM = "urn:jakcds:override-reason"
+OVERRIDE_REASONS = [
+    {"system": OVERRIDE_SYSTEM, "code": "benefit-outweighs-risk", "display": "Benefit outweighs the risk for this patient"},
+    {"system": OVERRIDE_SYSTEM, "code": "already-managed", "display": "Already addressed (monitoring or plan in place)"},
+    {"system": OVERRIDE_SYSTEM, "code": "chart-data-wrong", "display": "The chart data behind this card is wrong or outdated"},
+]
+SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
+EVIDENCE_WORDS = {"label": "US label", "case_series": "case series", "case_report": "case report", "expert_opinion": "expert opinion"}
+SUMMARY_MAX = 139  # the spec: "<140 characters"
+
+
+@dataclass
+class Basis:
+    """What every card of a decision refers to: the ruleset, the cited sources, what was not used."""
+
+    ruleset: RulesetInfo
+    sources: dict[str, SourceInfo]
+    unmapped: list[Unmapped]
+
+    @classmethod
+    def of(cls, result: Result) -> Basis:
+        return cls(result.ruleset, result.sources, result.unmapped)
+
+
+def _summary(text: str) -> str:
+    return text if len(text) <= SUMMARY_MAX else text[: SUMMARY_MAX - 1].rstrip() + "…"
+
+
+def _quote(citation: Citation, sources: dict[str, SourceInfo]) -> str:
+    source = sources.get(citation.source)
+    title = source.title if source else citation.source
+    grade = f", {citation.grade}" if citation.grade else ""
+    return f"- {title} ({citation.locator}{grade}): “{citation.quote}”"
+
+
+def _source(rule: str, title: str, citations: list[Citation], basis: Basis) -> dict[str, Any]:
+    info = basis.sources.get(citations[0].source) if citations else None
+    source: dict[str, Any] = {
+        "label": info.title if info else f"jakcds rule pack {basis.ruleset.name} {basis.ruleset.version}",
+        "topic": {"system": RULES_SYSTEM, "code": rule, "display": title},
+    }
+    if info and info.url:
+        source["url"] = info.url
+    return source
+
+
+def card(
+    summary: str, indicator: Severity, detail: list[str], rule: str, citations: list[Citation], basis: Basis
+) -> dict[str, Any]:
+    """One spec card; warnings and critical cards offer override reasons, every cited URL a link."""
+    unmapped = [f"- {u.resource} {u.code}: {u.why}" for u in basis.unmapped]
+    rs = basis.ruleset
+    footer = [f"\nRule {rule}; rule pack {rs.name} {rs.version} (sha256 {rs.sha256[:12]})."]
+    if unmapped:
+        footer += ["\nNot used from the chart:", *unmapped]
+    out: dict[str, Any] = {
+        "uuid": str(uuid.uuid4()),
+        "summary": _summary(summary),
+        "indicator": indicator,
+        "detail": "\n".join(detail + footer),
+        "source": _source(rule, summary, citations, basis),
+    }
+    if indicator != "info":
+        out["overrideReasons"] = OVERRIDE_REASONS
+    cited = [basis.sources[c.source] for c in citations if c.source in basis.sources]
+    links = {info.url: info.title for info in cited if info.url}
+    if links:
+        out["links"] = [{"label": _summary(title), "url": url, "type": "absolute"} for url, title in links.items()]
+    return out
+
+
+def _highest(candidate: Candidate) -> Severity:
+    return max((c.severity for c in candidate.cautions), key=SEVERITY_RANK.__getitem__, default="info")
+
+
+def _candidate_detail(candidate: Candidate, result: Result, condition: str) -> list[str]:
+    lines = [
+        f"**{candidate.name}**, option {candidate.rank} for {condition}: "
+        f"{candidate.label_status.replace('_', '-')}, evidence: {EVIDENCE_WORDS[candidate.evidence]}.",
+        "",
+        candidate.rationale,
+        "",
+        "Sources:",
+        *(_quote(c, result.sources) for c in candidate.citations),
+    ]
+    for caution in candidate.cautions:
+        lines += ["", f"**{caution.severity.upper()}** ({caution.rule}): {caution.message}"]
+        lines += [_quote(c, result.sources) for c in caution.citations]
+    return lines
+
+
+def patient_view(result: Result, condition: str) -> list[dict[str, Any]]:
+    """The chart overview: a card per candidate, most suitable first, or why there is none."""
+    basis, cards = Basis.of(result), []
+    for c in result.candidates:
+        cautions = f", {len(c.cautions)} caution{'s' * (len(c.cautions) != 1)}" if c.cautions else ""
+        summary = f"{c.rank}. {c.name} for {condition} ({c.label_status.replace('_', '-')}, {EVIDENCE_WORDS[c.evidence]}{cautions})"
+        cards.append(card(summary, _highest(c), _candidate_detail(c, result, condition), c.rules[0], c.citations, basis))
+    if not result.candidates:
+        reasons = [f"- {x.name}: " + "; ".join(f"{r.message} ({r.rule})" for r in x.reasons) for x in result.excluded]
+        notes = [f"- {n.message} ({n.rule})" for n in result.notes]
+        rule = result.notes[0].rule if result.notes else result.excluded[0].reasons[0].rule
+        cards.append(card(f"No JAK inhibitor can be suggested for {condition}", "info", ["Why not:", *reasons, *notes], rule, [], basis))
+    return cards
+
+
+def order_review(result: Result, drug: str, condition: str) -> list[dict[str, Any]]:
+    """A drafted order for `drug`: a card per caution, per reason it is not suggested, or one saying it is an option."""
+    basis = Basis.of(result)
+    candidate = next((c for c in result.candidates if c.drug == drug), None)
+    if candidate is None:
+        excluded = next(x for x in result.excluded if x.drug == drug)
+        return [
+            card(f"{excluded.name} is not suggested for {condition}: {reason.message}",
+                 "warning" if reason.rule.startswith("JAKCDS-") else "critical",
+                 [f"**{excluded.name}** is not among the options for {condition}.", "", reason.message, "",
+                  *(_quote(c, result.sources) for c in reason.citations)],
+                 reason.rule, reason.citations, basis)
+            for reason in excluded.reasons
+        ]
+    cards = [
+        card(f"{candidate.name}: {caution.message}", caution.severity,
+             [f"**{caution.severity.upper()}** for {candidate.name} ({condition}): {caution.message}", "", "Sources:",
+              *(_quote(c, result.sources) for c in caution.citations)],
+             caution.rule, caution.citations, basis)
+        for caution in candidate.cautions
+    ]
+    summary = f"{candidate.name} is option {candidate.rank} for {condition} ({candidate.label_status.replace('_', '-')})"
+    return [card(summary, "info", _candidate_detail(candidate, result, condition), candidate.rules[0], candidate.citations, basis), *cards]

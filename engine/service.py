@@ -1,0 +1,287 @@
+"""The HL7 CDS Hooks 2.0 service (FastAPI): discovery, three services, feedback.
+
+  GET  /cds-services                  discovery
+  POST /cds-services/{id}             jak-options (patient-view), jak-order-select, jak-order-sign
+  POST /cds-services/{id}/feedback    accepted / overridden cards, recorded with the ruleset sha256
+
+Data come from `prefetch`; a missing prefetch key is fetched from `fhirServer` (with the bearer
+token of `fhirAuthorization`), and if it cannot be, the answer is 412. Every request is
+logged as one JSON line on the `jakcds.decisions` logger, without patient data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from . import cards
+from .auth import Unauthorized, Verifier
+from .evaluate import Evaluator, InputError
+from .fhir import FhirError, Reader, resources
+from .result import Result
+
+decisions = logging.getLogger("jakcds.decisions")
+feedback_log = logging.getLogger("jakcds.feedback")
+
+LABS = "http://loinc.org|777-3,http://loinc.org|751-8,http://loinc.org|731-0,http://loinc.org|718-7," \
+       "http://loinc.org|98979-8,http://loinc.org|33914-3,http://loinc.org|48642-3"
+PREFETCH = {
+    "patient": "Patient/{{context.patientId}}",
+    "conditions": "Condition?patient={{context.patientId}}",
+    "observations": f"Observation?patient={{{{context.patientId}}}}&code={LABS}",
+    "medicationStatements": "MedicationStatement?patient={{context.patientId}}",
+    "medicationRequests": "MedicationRequest?patient={{context.patientId}}",
+    "allergies": "AllergyIntolerance?patient={{context.patientId}}",
+}
+USAGE = "Reads the chart's conditions (ICD-10-CM), labs (LOINC), medicines (RxNorm or name) and allergies."
+SERVICES = {
+    "jak-options": {
+        "hook": "patient-view",
+        "title": "JAK inhibitor options",
+        "description": "The JAK inhibitors that could be considered for the patient's skin condition, ranked, "
+        "with cautions, evidence level and citations.",
+    },
+    "jak-order-select": {
+        "hook": "order-select",
+        "title": "JAK inhibitor order check (select)",
+        "description": "Checks a selected JAK inhibitor order against the rules and returns its cautions.",
+    },
+    "jak-order-sign": {
+        "hook": "order-sign",
+        "title": "JAK inhibitor order check (sign)",
+        "description": "Checks a JAK inhibitor order about to be signed against the rules and returns its cautions.",
+    },
+}
+
+
+class FhirAuthorization(BaseModel):
+    access_token: str
+    token_type: Literal["Bearer"]
+    expires_in: int
+    scope: str
+    subject: str
+    patient: str | None = None
+
+
+class HookRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    hook: str
+    hookInstance: str = Field(min_length=1, max_length=200)
+    fhirServer: str | None = None
+    fhirAuthorization: FhirAuthorization | None = None
+    context: dict[str, Any]
+    prefetch: dict[str, dict[str, Any] | None] | None = None
+
+
+class Feedback(BaseModel):
+    card: str
+    outcome: Literal["accepted", "overridden"]
+    acceptedSuggestions: list[dict[str, Any]] | None = None
+    overrideReason: dict[str, Any] | None = None
+    outcomeTimestamp: str
+
+
+class FeedbackRequest(BaseModel):
+    feedback: list[Feedback] = Field(min_length=1)
+
+
+@dataclass
+class Settings:
+    base_url: str  # what the EHR calls; each JWT's aud is base_url + the path
+    verifier: Verifier | None  # None: dev mode, no authentication (localhost only)
+    feedback_file: Path | None = None
+    fetch_timeout: float = 5.0
+
+
+class PrefetchMissing(Exception):
+    """Data the service needs was neither prefetched nor fetchable."""
+
+
+@dataclass
+class Service:
+    evaluator: Evaluator
+    settings: Settings
+    issued: OrderedDict[str, tuple[str, str]] = field(default_factory=OrderedDict)  # card uuid -> (service, rule)
+
+    def discovery(self) -> dict[str, Any]:
+        return {
+            "services": [
+                {"hook": s["hook"], "title": s["title"], "description": s["description"], "id": sid, "prefetch": PREFETCH, "usageRequirements": USAGE}
+                for sid, s in SERVICES.items()
+            ]
+        }
+
+    def call(self, service_id: str, request: HookRequest) -> list[dict[str, Any]]:
+        reader = self.evaluator.read_fhir(self._data(request))
+        if SERVICES[service_id]["hook"] == "patient-view":
+            found = [cards.patient_view(self._result(reader, c), self._name(c)) for c in reader.skin_conditions()]
+        else:
+            found = [self._order_cards(reader, order) for order in self._orders(request)]
+        issued = [card for group in found for card in group]
+        for card in issued:
+            self._remember(card["uuid"], service_id, card["source"]["topic"]["code"])
+        return issued
+
+    def _name(self, condition: str) -> str:
+        return self.evaluator.pack.diagnoses.entries[condition].name
+
+    def _result(self, reader: Reader, condition: str) -> Result:
+        return self.evaluator.evaluate_read(reader, condition)
+
+    def _order_cards(self, reader: Reader, order: Any) -> list[dict[str, Any]]:
+        drug = reader.treatment(reader.medicine_concept(order))
+        if drug not in self.evaluator.pack.drugs:
+            return []  # not a JAK inhibitor: nothing to say
+        reason = next((c for c in map(reader.diagnosis, order.reasonCode or []) if c), None)
+        conditions = [reason] if reason else reader.skin_conditions()
+        if not conditions:
+            summary = f"{self.evaluator.pack.drugs[drug].name} order not checked: no skin condition in the chart or the order"
+            detail = ["jakcds checks JAK inhibitors for skin conditions; it found no active one it knows in the chart, "
+                      "and the order names no reason it maps (ICD-10-CM)."]
+            basis = cards.Basis(self.evaluator.info, {}, reader.sorted_unmapped())
+            return [cards.card(summary, "info", detail, "JAKCDS-002", [], basis)]
+        return [card for c in conditions for card in cards.order_review(self._result(reader, c), drug, self._name(c))]
+
+    def _orders(self, request: HookRequest) -> list[Any]:
+        """The draft MedicationRequests to check (order-select: only the selected ones)."""
+        bundle = request.context.get("draftOrders")
+        if not isinstance(bundle, dict):
+            raise InputError("context.draftOrders: a Bundle of draft orders is required")
+        try:
+            orders = [r for r in resources(bundle) if r.get_resource_type() == "MedicationRequest"]
+        except FhirError as error:
+            raise InputError(f"context.draftOrders: {error}") from None
+        selections = request.context.get("selections")
+        if request.hook == "order-select" and isinstance(selections, list):
+            orders = [o for o in orders if f"MedicationRequest/{o.id}" in selections]
+        return orders
+
+    def _data(self, request: HookRequest) -> dict[str, Any]:
+        """Prefetch, completed from fhirServer where a key is absent; PrefetchMissing if it cannot be."""
+        data = dict(request.prefetch or {})
+        missing = [key for key in PREFETCH if key not in data]
+        if missing and not request.fhirServer:
+            raise PrefetchMissing(f"prefetch lacks {', '.join(missing)} and no fhirServer was given")
+        patient = request.context.get("patientId")
+        if missing and not isinstance(patient, str):
+            raise PrefetchMissing("context.patientId is needed to fetch from fhirServer")
+        headers = {"Accept": "application/fhir+json"}
+        if request.fhirAuthorization:
+            headers["Authorization"] = f"Bearer {request.fhirAuthorization.access_token}"
+        with httpx.Client(timeout=self.settings.fetch_timeout, headers=headers) as client:
+            for key in missing:
+                query = re.sub(r"\{\{context\.patientId\}\}", patient, PREFETCH[key])
+                try:
+                    response = client.get(f"{request.fhirServer.rstrip('/')}/{query}")
+                    response.raise_for_status()
+                    data[key] = response.json()
+                except (httpx.HTTPError, ValueError) as error:
+                    raise PrefetchMissing(f"{key}: could not be fetched ({type(error).__name__})") from None
+        return data
+
+    def _remember(self, card: str, service_id: str, rule: str) -> None:
+        self.issued[card] = (service_id, rule)
+        while len(self.issued) > 100_000:
+            self.issued.popitem(last=False)
+
+    def feedback(self, service_id: str, items: FeedbackRequest) -> None:
+        for item in items.feedback:
+            issued_by, rule = self.issued.get(item.card, (None, None))
+            record = {
+                "received": datetime.now(timezone.utc).isoformat(),
+                "service": service_id,
+                "card": item.card,
+                "rule": rule if issued_by == service_id else None,
+                "outcome": item.outcome,
+                "overrideReason": item.overrideReason,
+                "acceptedSuggestions": item.acceptedSuggestions,
+                "outcomeTimestamp": item.outcomeTimestamp,
+                "ruleset": self.evaluator.info.name,
+                "ruleset_sha256": self.evaluator.info.sha256,
+            }
+            line = json.dumps(record, sort_keys=True)
+            feedback_log.info(line)
+            if self.settings.feedback_file:
+                with self.settings.feedback_file.open("a", encoding="utf-8") as out:
+                    out.write(line + "\n")
+
+
+def create_app(evaluator: Evaluator, settings: Settings) -> FastAPI:
+    service = Service(evaluator, settings)
+    app = FastAPI(
+        title="jakcds CDS Hooks service",
+        version=evaluator.info.version,
+        description="HL7 CDS Hooks 2.0: JAK inhibitor options and order checks from a cited rule pack.",
+    )
+
+    def authenticate(request: Request) -> None:
+        if settings.verifier is None:
+            return
+        audience = settings.base_url.rstrip("/") + request.url.path
+        try:
+            settings.verifier.verify(request.headers.get("authorization"), audience)
+        except Unauthorized as error:
+            decisions.warning(json.dumps({"event": "unauthorized", "path": request.url.path, "why": str(error)}))
+            raise _Refused() from None
+
+    # dependencies given at creation protect every route (appending later would protect nothing)
+    router = APIRouter(dependencies=[Depends(authenticate)], responses={401: {"description": "Not trusted (no detail)"}})
+
+    @router.get("/cds-services", response_model_exclude_none=True)
+    def discovery() -> dict[str, Any]:
+        return service.discovery()
+
+    @router.post("/cds-services/{service_id}", responses={400: {}, 404: {}, 412: {}})
+    def call(service_id: str, body: HookRequest) -> Response:
+        started, decision = time.perf_counter(), str(uuid.uuid4())
+        status, found = 200, []
+        try:
+            if service_id not in SERVICES:
+                status, payload = 404, {"error": f"no service {service_id!r}"}
+            elif body.hook != SERVICES[service_id]["hook"]:
+                status, payload = 400, {"error": f"service {service_id} answers hook {SERVICES[service_id]['hook']}, not {body.hook}"}
+            else:
+                found = service.call(service_id, body)
+                payload = {"cards": found}
+        except PrefetchMissing as error:
+            status, payload = 412, {"error": str(error)}
+        except InputError as error:
+            status, payload = 400, {"error": str(error)}
+        decisions.info(json.dumps({
+            "decision": decision, "hookInstance": body.hookInstance, "service": service_id, "status": status,
+            "ruleset_sha256": evaluator.info.sha256, "ms": round((time.perf_counter() - started) * 1000, 2),
+            "cards": len(found),
+        }))
+        return JSONResponse(payload, status_code=status, headers={"X-Decision-Id": decision})
+
+    @router.post("/cds-services/{service_id}/feedback", responses={404: {}})
+    def feedback(service_id: str, body: FeedbackRequest) -> Response:
+        if service_id not in SERVICES:
+            return JSONResponse({"error": f"no service {service_id!r}"}, status_code=404)
+        service.feedback(service_id, body)
+        return JSONResponse({})
+
+    app.include_router(router)
+
+    @app.exception_handler(_Refused)
+    def refused(request: Request, exc: _Refused) -> Response:
+        return Response(status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+    return app
+
+
+class _Refused(Exception):
+    """Raised by the auth dependency; answered with a bare 401."""
