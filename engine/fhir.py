@@ -196,11 +196,14 @@ class Reader:
         when = _when(resource.effectiveDateTime or resource.effectiveInstant or resource.issued)
         if resource.effectivePeriod is not None and when == EPOCH:
             when = _when(resource.effectivePeriod.end or resource.effectivePeriod.start)
-        parts = [(resource.code, resource.valueQuantity)]
-        parts += [(c.code, c.valueQuantity) for c in resource.component or []]
-        used = any(self._lab(resource, concept, quantity, when) for concept, quantity in parts if quantity is not None)
-        if not used:
-            self.skip(_name(resource), _shown(resource.code), "no LOINC code the pack maps, with a quantity")
+        parts = [(resource.code, resource.valueQuantity)] + [(c.code, c.valueQuantity) for c in resource.component or []]
+        parts = [(concept, quantity) for concept, quantity in parts if quantity is not None]
+        used = [self._lab(resource, concept, quantity, when) for concept, quantity in parts]
+        if not any(used):
+            return self.skip(_name(resource), _shown(resource.code), "no LOINC code the pack maps, with a quantity")
+        for (concept, _), lab in zip(parts, used):
+            if not lab:
+                self.skip(_name(resource), _shown(concept), "component: no LOINC code the pack maps")
 
     def _lab(self, resource: Any, concept: Any, quantity: Any, when: datetime) -> bool:
         codes = {c.code for c in _codings(concept) if c.system == LOINC}
@@ -211,6 +214,8 @@ class Reader:
         try:
             if quantity.value is None:
                 raise UnknownCode("no value")
+            if quantity.comparator:
+                raise UnknownCode(f"value {quantity.comparator}{quantity.value} is not an exact number")
             value = self.pack.labs[lab].convert(quantity.value, unit)  # Decimal -> exact Fraction
         except UnknownCode as error:
             self.skip(_name(resource), _shown(concept), f"{lab}: {error}")

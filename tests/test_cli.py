@@ -86,3 +86,23 @@ def test_no_generic_top_level_modules_are_installed():
     assert not (site / "engine").exists() and not (site / "cli.py").exists() and not (site / "rules").exists()
     assert (site / "jakcds" / "rules" / "pack.yaml").is_file()
     assert sys.modules["jakcds"].evaluator().info.path == "(built-in)"
+
+
+def test_evaluate_reads_a_fhir_bundle_and_lists_what_it_did_not_use():
+    bundle = str(CASES / "wenzel-chilblain-lupus-fhir" / "bundle.json")
+    done = run("evaluate", bundle, "--condition", "chilblain lupus", "--as-of", "2016-03-01", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["as_of"] == "2016-03-01" and result["patient"]["age"] == 69
+    assert result["candidates"][0]["drug"] == "ruxolitinib"
+    assert {u["resource"] for u in result["unmapped"]} >= {"Condition/chilblain", "Observation/plt-error"}
+    text = run("evaluate", bundle, "--condition", "chilblain lupus", "--as-of", "2016-03-01", "--format", "text").stdout
+    assert "From FHIR (ages as of 2016-03-01); not used (5):" in text and "Observation/neut-pct" in text
+
+
+def test_fhir_input_errors_are_one_line_and_fhir_options_need_fhir_input():
+    done = run("evaluate", str(CASES / "wenzel-chilblain-lupus-fhir" / "bundle.json"))
+    assert done.returncode == 2 and done.stdout == ""
+    assert "one active skin condition is needed" in done.stderr and len(done.stderr.splitlines()) == 1
+    done = run("evaluate", str(CASES / "wenzel-chilblain-lupus" / "patient.json"), "--as-of", "2016-03-01")
+    assert done.returncode == 2 and "apply to FHIR input only" in done.stderr

@@ -1,0 +1,246 @@
+"""FHIR R4 input: real HL7 examples, the mapping rules, and what is listed as unmapped."""
+
+import copy
+import datetime
+import json
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import jakcds
+from conftest import CASES, RULES
+from fhir_r4.validate import EXAMPLES, r4_schema_errors
+from jakcds.cases import evaluate_case, project
+
+AS_OF = datetime.date(2026, 11, 23)
+ICD = "http://hl7.org/fhir/sid/icd-10-cm"
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+FHIR_CASES = sorted(d for d in CASES.iterdir() if (d / "bundle.json").is_file())
+HOOKS = sorted((CASES / "hooks").glob("*.json"))
+
+
+def example(name: str) -> dict:
+    return json.loads((EXAMPLES / name).read_text())
+
+
+def bundle(*resources: dict) -> dict:
+    return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in resources]}
+
+
+def condition(id: str, code: str, clinical: str = "active", verification: str = "confirmed", **extra) -> dict:
+    return {
+        "resourceType": "Condition", "id": id,
+        "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": clinical}]},
+        "verificationStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": verification}]},
+        "code": {"coding": [{"system": ICD, "code": code}]}, "subject": {"reference": "Patient/p"}, **extra,
+    }
+
+
+def lab(id: str, loinc: str, value, unit: str, when: str = "2026-11-01", status: str = "final", **quantity) -> dict:
+    return {
+        "resourceType": "Observation", "id": id, "status": status, "effectiveDateTime": when,
+        "code": {"coding": [{"system": LOINC, "code": loinc}]},
+        "valueQuantity": {"value": value, "unit": unit, "system": UCUM, "code": unit, **quantity},
+    }
+
+
+def medicine(id: str, text: str, status: str = "active", reason: str | None = None, kind: str = "MedicationStatement") -> dict:
+    resource = {"resourceType": kind, "id": id, "status": status, "medicationCodeableConcept": {"text": text}}
+    if kind == "MedicationRequest":
+        resource.update(intent="order", subject={"reference": "Patient/p"})
+        if reason:
+            resource["statusReason"] = {"text": reason}
+    else:
+        resource["subject"] = {"reference": "Patient/p"}
+        if reason:
+            resource["statusReason"] = [{"text": reason}]
+    return resource
+
+
+DM = condition("dm", "M33.13")
+
+
+def run(*resources: dict, condition: str | None = None) -> jakcds.Result:
+    return jakcds.evaluate_fhir(bundle(*resources), condition=condition, as_of=AS_OF, rules=RULES)
+
+
+def unmapped(result: jakcds.Result) -> dict[str, str]:
+    return {f"{u.resource} {u.code}": u.why for u in result.unmapped}
+
+
+# --- the shipped FHIR cases and hook requests -------------------------------------------------
+
+@pytest.mark.parametrize("directory", FHIR_CASES, ids=lambda d: d.name)
+def test_shipped_fhir_cases_give_the_same_candidates_as_their_json_twins(directory, evaluator):
+    twin = (directory / "expected.yaml").read_text().split("twin: ")[1].split()[0]
+    fhir, json_twin = project(evaluate_case(directory, evaluator)), project(evaluate_case(CASES / twin, evaluator))
+    assert fhir["candidates"] and {k: fhir[k] for k in ("candidates", "excluded", "notes")} == {
+        k: json_twin[k] for k in ("candidates", "excluded", "notes")
+    }
+
+
+@pytest.mark.parametrize("path", [*(d / "bundle.json" for d in FHIR_CASES), *HOOKS], ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_shipped_fhir_is_valid_against_the_official_r4_schema(path):
+    document = json.loads(path.read_text())
+    resources = [document] if "resourceType" in document else [
+        *[v for v in document["prefetch"].values() if v], *([document["context"]["draftOrders"]] if "draftOrders" in document["context"] else [])
+    ]
+    assert resources and all(r4_schema_errors(r) == [] for r in resources)
+
+
+def test_a_prefetch_map_reads_like_the_bundle_it_came_from(evaluator):
+    prefetch = json.loads((CASES / "hooks" / "patient-view.json").read_text())["prefetch"]
+    from_prefetch = evaluator.evaluate_fhir(prefetch, as_of=AS_OF)
+    from_bundle = evaluate_case(CASES / "dermatomyositis-refractory-fhir", evaluator)
+    assert project(from_prefetch) == project(from_bundle)
+
+
+# --- real HL7 R4 examples ---------------------------------------------------------------------
+
+def test_the_hl7_cbc_bundle_gives_labs_in_the_pack_units():
+    cbc = example("Bundle-101.json")
+    cbc["entry"].append({"resource": example("Patient-pat2.json")})  # the patient the CBC is about
+    result = jakcds.evaluate_fhir(cbc, condition="atopic_dermatitis", as_of=AS_OF, rules=RULES)
+    # Hb 176 g/L -> 17.6 g/dL; ANC and ALC 0.9 x10^9/L -> 900 /uL; platelets 444 x10^9/L
+    assert result.patient["labs"] == {"hemoglobin": 17.6, "lymphocytes": 900, "neutrophils": 900, "platelets": 444}
+    assert result.patient["sex"] == "other" and result.patient["age"] is None
+    why = unmapped(result)
+    assert why[f"Observation/r8 {LOINC}|770-8"].startswith("no LOINC code the pack maps")  # a percentage, not the ANC
+    assert why["DiagnosticReport/101 "] == "DiagnosticReport resources are not read"
+
+
+def test_the_hl7_egfr_example_uses_its_verified_component_and_lists_the_others():
+    result = jakcds.evaluate_fhir(example("Observation-f205.json"), condition="vitiligo", as_of=AS_OF, rules=RULES)
+    assert result.patient["labs"] == {"egfr": 60}  # component 48642-3
+    assert unmapped(result) == {f"Observation/f205 {LOINC}|48643-1": "component: no LOINC code the pack maps"}
+
+
+def test_real_hl7_medicines_and_allergies_are_listed_when_the_pack_does_not_know_them():
+    resources = [example(n) for n in ("MedicationRequest-medrx0331.json", "MedicationStatement-example005.json",
+                                      "AllergyIntolerance-medication.json", "Condition-stroke.json")]
+    result = jakcds.evaluate_fhir(bundle(*resources), condition="vitiligo", as_of=AS_OF, rules=RULES)
+    why = unmapped(result)
+    assert why["MedicationRequest/medrx0331 http://www.nlm.nih.gov/research/umls/rxnorm|114194"].startswith("no RxNorm code")
+    assert why["Condition/stroke http://snomed.info/sct|422504002"].startswith("no ICD-10-CM code")
+    assert result.patient["medications"] == [] and result.patient["contraindicated_therapies"] == []
+
+
+# --- mapping rules ----------------------------------------------------------------------------
+
+def test_the_most_recent_final_result_wins_and_the_others_are_listed():
+    result = run(DM, lab("old", "777-3", 40, "10*9/L", "2026-01-01"), lab("new", "777-3", 250000, "/uL", "2026-10-01T08:00:00Z"),
+                 lab("err", "777-3", 10, "10*9/L", "2026-11-01", status="entered-in-error"),
+                 lab("pre", "777-3", 12, "10*9/L", "2026-11-02", status="preliminary"))
+    assert result.patient["labs"] == {"platelets": 250}
+    assert unmapped(result) == {
+        f"Observation/old {LOINC}|777-3": "superseded by the more recent Observation/new",
+        f"Observation/err {LOINC}|777-3": "status entered-in-error: only final results are used",
+        f"Observation/pre {LOINC}|777-3": "status preliminary: only final results are used",
+    }
+
+
+def test_a_value_with_a_comparator_or_an_unknown_unit_is_not_used():
+    result = run(DM, lab("gt", "98979-8", 90, "mL/min/{1.73_m2}", comparator=">"), lab("unit", "718-7", 9, "mmol/L"))
+    assert result.patient["labs"] == {}
+    why = unmapped(result)
+    assert why[f"Observation/gt {LOINC}|98979-8"] == "egfr: value >90 is not an exact number"
+    assert why[f"Observation/unit {LOINC}|718-7"].startswith("hemoglobin: unknown unit 'mmol/L'")
+
+
+def test_condition_status_rules():
+    result = run(DM, condition("tp", "D69.6", clinical="resolved"), condition("mf", "D47.4", verification="refuted"),
+                 condition("pv", "D45", verification="entered-in-error"), condition("ra", "M06.9", clinical="recurrence"))
+    assert result.patient["comorbidities"] == ["rheumatoid_arthritis"]
+    assert set(unmapped(result).values()) == {
+        "clinicalStatus resolved: not active", "verificationStatus refuted: ignored", "verificationStatus entered-in-error: ignored"
+    }
+
+
+def test_icd10_cm_subcodes_map_to_their_nearest_listed_parent_only():
+    assert run(condition("aa", "L63.2")).patient["condition"] == "alopecia_areata"  # L63 is listed
+    with pytest.raises(jakcds.InputError, match="found none"):
+        run(condition("jdm", "M33.03"))  # juvenile dermatomyositis: M33.0 and M33 are not listed
+
+
+def test_the_condition_to_treat_must_be_clear():
+    with pytest.raises(jakcds.InputError, match=r"several \(dermatomyositis, hidradenitis_suppurativa\)"):
+        run(DM, condition("hs", "L73.2"))
+    result = run(DM, condition("hs", "L73.2"), condition="hs")
+    assert result.patient["condition"] == "hidradenitis_suppurativa" and result.patient["comorbidities"] == ["dermatomyositis"]
+
+
+def test_severity_comes_from_the_condition_and_conflicts_are_listed():
+    severe = {"severity": {"text": "Severe"}}
+    assert run(condition("aa", "L63.9", **severe)).patient["severity"] == "severe"
+    result = run(condition("aa", "L63.9", **severe), condition("aa2", "L63.9", severity={"text": "moderate"}), condition="alopecia_areata")
+    assert result.patient["severity"] is None
+    assert unmapped(result)["Condition alopecia_areata"] == "conflicting severities (moderate, severe): severity left unknown"
+
+
+def test_medicines_current_failed_and_stopped_for_other_reasons():
+    result = run(DM, medicine("keto", "Ketoconazole 200 MG Oral Tablet"),
+                 medicine("mtx", "Methotrexate 2.5 MG Oral Tablet", "stopped", "Lack of efficacy"),
+                 medicine("aza", "azathioprine", "stopped", "Ineffective", kind="MedicationRequest"),
+                 medicine("hcq", "Hydroxychloroquine", "stopped", "rash"),
+                 medicine("done", "prednisone", "completed"))
+    assert result.patient["medications"] == ["ketoconazole"]
+    assert result.patient["failed_therapies"] == ["azathioprine", "methotrexate"]
+    assert unmapped(result) == {
+        "MedicationStatement/hcq Hydroxychloroquine": "stopped without a status reason that says it failed",
+        "MedicationStatement/done prednisone": "status completed: neither current nor failed",
+    }
+
+
+def test_rxnorm_product_codes_and_a_contained_medication_map_to_the_ingredient():
+    request = {
+        "resourceType": "MedicationRequest", "id": "rx", "status": "active", "intent": "order", "subject": {"reference": "Patient/p"},
+        "contained": [{"resourceType": "Medication", "id": "m", "code": {"coding": [
+            {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "2591481"}]}}],  # a Cibinqo product RxCUI
+        "medicationReference": {"reference": "#m"},
+    }
+    assert run(DM, request).patient["medications"] == ["abrocitinib"]
+
+
+def test_an_allergy_to_a_therapy_makes_it_contraindicated():
+    allergy = {"resourceType": "AllergyIntolerance", "id": "a", "patient": {"reference": "Patient/p"}, "code": {"text": "Methotrexate"}}
+    refuted = {**allergy, "id": "b", "code": {"text": "Cyclosporine"}, "verificationStatus": {"coding": [
+        {"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification", "code": "refuted"}]}}
+    result = run(DM, allergy, refuted)
+    assert result.patient["contraindicated_therapies"] == ["methotrexate"]
+    assert unmapped(result) == {"AllergyIntolerance/b Cyclosporine": "refuted: ignored"}
+
+
+def test_patient_age_sex_and_resources_about_someone_else():
+    patient = {"resourceType": "Patient", "id": "p", "gender": "female", "birthDate": "1974-11-24"}
+    other = {**lab("x", "777-3", 20, "10*9/L"), "subject": {"reference": "Patient/q"}}
+    result = run(patient, {**DM, "subject": {"reference": "Patient/p"}}, other)
+    assert (result.patient["age"], result.patient["sex"]) == (51, "female")  # the birthday is tomorrow
+    assert unmapped(result) == {"Observation/x ": "about another patient"} and result.as_of == "2026-11-23"
+    partial = run({**patient, "birthDate": "1974"}, DM)
+    assert partial.patient["age"] is None and unmapped(partial) == {"Patient/p birthDate": "birthDate 1974 is not a full date: age left unknown"}
+
+
+def test_bad_fhir_is_a_one_line_input_error():
+    for bad, message in [
+        (bundle(DM, {**DM, "id": "x", "clinicalStatus": "active"}), "entry.1.resource.clinicalStatus"),
+        (bundle({"resourceType": "Patient", "id": "a"}, {"resourceType": "Patient", "id": "b"}), "more than one patient"),
+        ({"resourceType": "NoSuchThing"}, "NoSuchThing"),
+        ({"patient": ["not a resource"]}, "expected a FHIR resource"),
+    ]:
+        with pytest.raises(jakcds.InputError, match=message) as error:
+            jakcds.evaluate_fhir(bad, as_of=AS_OF, rules=RULES)
+        assert "\n" not in str(error.value)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.randoms(use_true_random=False))
+def test_the_order_of_entries_never_changes_the_result(rng: random.Random):
+    resources = [DM, condition("tp", "D69.6"), lab("a", "777-3", 40, "10*9/L", "2026-01-01"), lab("b", "777-3", 90, "10*9/L", "2026-01-01"),
+                 lab("c", "751-8", 1.2, "10*9/L"), medicine("mtx", "methotrexate", "stopped", "failed"), medicine("k", "ketoconazole"),
+                 lab("d", "770-8", 50, "%")]
+    shuffled = copy.deepcopy(resources)
+    rng.shuffle(shuffled)
+    assert run(*shuffled).model_dump_json() == run(*resources).model_dump_json()
