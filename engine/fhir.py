@@ -268,10 +268,8 @@ class Reader:
         texts = [concept.text] if concept is not None and concept.text else []
         for text in texts + [c.display for c in codings if c.display]:
             for candidate in (text, re.split(r"[\d\[(]", text)[0]):
-                try:
-                    return self.pack.treatments.normalise(candidate)
-                except UnknownCode:
-                    continue
+                if code := self.pack.treatments.lookup(candidate):
+                    return code
         return None
 
     def allergyintolerance(self, resource: Any) -> None:

@@ -78,9 +78,13 @@ class Vocabulary(BaseModel):
         fields = ("icd10", "rxcui")
         return {f: {std: code for code, entry in self.entries.items() for std in getattr(entry, f)} for f in fields}
 
+    def lookup(self, text: str) -> str | None:
+        """The canonical code for a code, synonym or ICD-10-CM code, or None."""
+        return self._lookup.get(_key(text))
+
     def normalise(self, text: str) -> str:
         """The canonical code for a code, synonym or ICD-10-CM code; UnknownCode otherwise."""
-        code = self._lookup.get(_key(text))
+        code = self.lookup(text)
         if code is None:
             hint = difflib.get_close_matches(_key(text), list(self.entries), n=1, cutoff=0.75)
             suffix = f"; did you mean {hint[0]!r}?" if hint else ""

@@ -1,0 +1,121 @@
+"""Load test of the CDS Hooks service: prints latency percentiles, throughput and errors.
+
+    python scripts/load.py [--clients 20] [--requests 3000]
+
+Starts `jakcds serve` (JWT on, a dev issuer) as a second process on loopback, then drives it
+from this process with N concurrent clients (asyncio + httpx), alternating the shipped
+patient-view and order-sign requests, each with its own pre-minted token (minting is not
+timed). Both processes share this machine's cores, so compare figures from one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import dev_issuer  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+HOOKS = {"jak-options": REPO / "cases/hooks/patient-view.json", "jak-order-sign": REPO / "cases/hooks/order-sign.json"}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start(keys: Path, port: int, log: Path) -> subprocess.Popen:
+    jakcds = Path(sys.executable).with_name("jakcds")
+    args = [str(jakcds), "serve", "--port", str(port), "--issuers", str(dev_issuer.init(keys))]
+    server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log.open("w"))
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return server
+        except OSError:
+            time.sleep(0.2)
+    server.kill()
+    sys.exit(f"the service did not start; see {log}")
+
+
+async def drive(base: str, keys: Path, clients: int, total: int) -> tuple[list[float], dict[int, int], float]:
+    bodies = {sid: path.read_bytes() for sid, path in HOOKS.items()}
+    plan = [list(HOOKS)[i % len(HOOKS)] for i in range(total)]
+    tokens = [dev_issuer.token(keys, f"{base}/cds-services/{sid}", lifetime=900) for sid in plan]
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    queue = list(range(total))
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=clients), timeout=30) as client:
+        for sid in HOOKS:  # warm up (imports, first evaluation) outside the timing
+            headers = {"Authorization": f"Bearer {dev_issuer.token(keys, f'{base}/cds-services/{sid}')}", "Content-Type": "application/json"}
+            (await client.post(f"{base}/cds-services/{sid}", content=bodies[sid], headers=headers)).raise_for_status()
+
+        async def worker() -> None:
+            while queue:
+                i = queue.pop()
+                headers = {"Authorization": f"Bearer {tokens[i]}", "Content-Type": "application/json"}
+                started = time.perf_counter()
+                try:
+                    response = await client.post(f"{base}/cds-services/{plan[i]}", content=bodies[plan[i]], headers=headers)
+                    status = response.status_code
+                except httpx.HTTPError:
+                    status = 0
+                latencies.append(time.perf_counter() - started)
+                statuses[status] = statuses.get(status, 0) + 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        return latencies, statuses, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--requests", type=int, default=3000)
+    args = parser.parse_args()
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        keys, log = Path(tmp) / "keys", Path(tmp) / "decisions.log"
+        server = start(keys, port, log)
+        try:
+            cpu = cpu_seconds(server.pid)
+            latencies, statuses, elapsed = asyncio.run(drive(f"http://127.0.0.1:{port}", keys, args.clients, args.requests))
+            cpu = cpu_seconds(server.pid) - cpu
+        finally:
+            server.terminate()
+            server.wait(10)
+        timings = [json.loads(line.split(" ", 1)[1])["ms"] for line in log.read_text().splitlines() if '"ms"' in line]
+    ms = sorted(x * 1000 for x in latencies)
+    cut = statistics.quantiles(ms, n=100)
+    errors = sum(n for status, n in statuses.items() if status != 200)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"{args.requests} requests, {args.clients} concurrent clients, patient-view and order-sign alternating")
+    print(f"latency ms: p50 {cut[49]:.1f}  p95 {cut[94]:.1f}  p99 {cut[98]:.1f}  max {ms[-1]:.1f}")
+    print(f"throughput: {len(ms) / elapsed:.0f} requests/s; errors: {errors} (statuses {dict(sorted(statuses.items()))})")
+    print(f"server-side handling (decision log), ms: median {statistics.median(timings):.1f}, p99 {statistics.quantiles(timings, n=100)[98]:.1f}")
+    print(f"server CPU per request: {cpu * 1000 / (len(ms) + len(HOOKS)):.1f} ms (HTTP, JWT, FHIR parsing, rules, cards)")
+
+
+if __name__ == "__main__":
+    main()
