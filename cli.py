@@ -230,7 +230,9 @@ def serve(
         verifier = Verifier(load_issuers(issuers)) if issuers else None
     except (OSError, ValueError, KeyError, TypeError) as error:
         fail(f"--issuers: {error}")
-    logging.basicConfig(level=logging.INFO, format="%(name)s %(message)s")
+    # JSON lines from jakcds' own loggers only: httpx's INFO lines carry fhirServer URLs with patient ids
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("jakcds").setLevel(logging.INFO)
     if insecure_dev:
         typer.secho("WARNING: --insecure-dev: AUTHENTICATION IS OFF. Any local process can call this service. "
                     "Never use it with real patient data.", fg="red", bold=True, err=True)

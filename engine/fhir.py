@@ -56,7 +56,7 @@ def resources(data: dict[str, Any]) -> list[Any]:
             raise FhirError(f"expected a FHIR resource (with resourceType), got {str(document)[:60]!r}")
         try:
             model = get_fhir_model_class(document["resourceType"]).model_validate(document)
-        except (KeyError, ValueError, ValidationError) as error:
+        except (KeyError, TypeError, ValueError, ValidationError) as error:
             raise FhirError(f"{document.get('resourceType')}/{document.get('id', '?')}: {_first(error)}") from None
         if model.get_resource_type() == "Bundle":
             parsed += [entry.resource for entry in model.entry or [] if entry.resource is not None]

@@ -11,6 +11,7 @@ logged as one JSON line on the `jakcds.decisions` logger, without patient data.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -24,7 +25,7 @@ from typing import Any, Literal
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from . import cards
 from .auth import Unauthorized, Verifier
@@ -83,6 +84,7 @@ class HookRequest(BaseModel):
     fhirAuthorization: FhirAuthorization | None = None
     context: dict[str, Any]
     prefetch: dict[str, dict[str, Any] | None] | None = None
+    extension: dict[str, Any] | None = None
 
 
 class Feedback(BaseModel):
@@ -90,7 +92,13 @@ class Feedback(BaseModel):
     outcome: Literal["accepted", "overridden"]
     acceptedSuggestions: list[dict[str, Any]] | None = None
     overrideReason: dict[str, Any] | None = None
-    outcomeTimestamp: str
+    outcomeTimestamp: AwareDatetime
+
+    @model_validator(mode="after")
+    def _accepted(self) -> Feedback:
+        if self.outcome == "accepted" and not self.acceptedSuggestions:
+            raise ValueError("an accepted outcome lists its acceptedSuggestions")
+        return self
 
 
 class FeedbackRequest(BaseModel):
@@ -125,6 +133,9 @@ class Service:
 
     def call(self, service_id: str, request: HookRequest, data: dict[str, Any]) -> list[dict[str, Any]]:
         """The cards for a request, given its data (`gather`)."""
+        patient = data.get("patient")
+        if isinstance(patient, dict) and patient.get("id") != request.context.get("patientId"):
+            raise InputError(f"prefetch patient is Patient/{patient.get('id')}, not context.patientId")
         reader = self.evaluator.read_fhir(data)
         if SERVICES[service_id]["hook"] == "patient-view":
             found = [cards.patient_view(self._result(reader, c), self._name(c)) for c in reader.skin_conditions()]
@@ -142,18 +153,24 @@ class Service:
         return self.evaluator.evaluate_read(reader, condition)
 
     def _order_cards(self, reader: Reader, order: Any) -> list[dict[str, Any]]:
-        drug = reader.treatment(reader.medicine_concept(order))
+        concept = reader.medicine_concept(order)
+        if concept is None:
+            return [self._not_checked(reader, f"Order MedicationRequest/{order.id} not checked: its medicine could not be read",
+                                      "The order's medicationReference does not resolve to a Medication in the request.")]
+        drug = reader.treatment(concept)
         if drug not in self.evaluator.pack.drugs:
             return []  # not a JAK inhibitor: nothing to say
         reason = next((c for c in map(reader.diagnosis, order.reasonCode or []) if c), None)
         conditions = [reason] if reason else reader.skin_conditions()
         if not conditions:
-            summary = f"{self.evaluator.pack.drugs[drug].name} order not checked: no skin condition in the chart or the order"
-            detail = ["jakcds checks JAK inhibitors for skin conditions; it found no active one it knows in the chart, "
-                      "and the order names no reason it maps (ICD-10-CM)."]
-            basis = cards.Basis(self.evaluator.info, {}, reader.sorted_unmapped())
-            return [cards.card(summary, "info", detail, "JAKCDS-002", [], basis)]
+            return [self._not_checked(
+                reader, f"{self.evaluator.pack.drugs[drug].name} order not checked: no skin condition in the chart or the order",
+                "jakcds checks JAK inhibitors for skin conditions; it found no active one it knows in the chart, "
+                "and the order names no reason it maps (ICD-10-CM).")]
         return [card for c in conditions for card in cards.order_review(self._result(reader, c), drug, self._name(c))]
+
+    def _not_checked(self, reader: Reader, summary: str, detail: str) -> dict[str, Any]:
+        return cards.card(summary, "info", [detail], "JAKCDS-002", [], cards.Basis(self.evaluator.info, {}, reader.sorted_unmapped()))
 
     def _orders(self, request: HookRequest) -> list[Any]:
         """The draft MedicationRequests to check (order-select: only the selected ones)."""
@@ -164,8 +181,15 @@ class Service:
             orders = [r for r in resources(bundle) if r.get_resource_type() == "MedicationRequest"]
         except FhirError as error:
             raise InputError(f"context.draftOrders: {error}") from None
-        selections = request.context.get("selections")
-        if request.hook == "order-select" and isinstance(selections, list):
+        patient = request.context.get("patientId")
+        for order in orders:
+            subject = (order.subject.reference or "") if order.subject else ""
+            if subject and subject != f"Patient/{patient}" and not subject.endswith(f"/Patient/{patient}"):
+                raise InputError(f"context.draftOrders: MedicationRequest/{order.id} is for {subject}, not context.patientId")
+        if request.hook == "order-select":
+            selections = request.context.get("selections")
+            if not isinstance(selections, list):
+                raise InputError("context.selections: order-select needs the list of selected orders")
             orders = [o for o in orders if f"MedicationRequest/{o.id}" in selections]
         return orders
 
@@ -182,17 +206,21 @@ class Service:
             raise PrefetchMissing("context.patientId is needed to fetch from fhirServer")
         headers = {"Accept": "application/fhir+json"}
         if request.fhirAuthorization:
+            if not _safe_for_tokens(request.fhirServer):
+                raise PrefetchMissing("fhirServer is not https (or loopback): its access token is not sent in clear")
             headers["Authorization"] = f"Bearer {request.fhirAuthorization.access_token}"
         async with httpx.AsyncClient(timeout=self.settings.fetch_timeout, headers=headers) as client:
-            for key in missing:
-                query = PREFETCH[key].replace("{{context.patientId}}", patient)
-                try:
-                    response = await client.get(f"{request.fhirServer.rstrip('/')}/{query}")
-                    response.raise_for_status()
-                    data[key] = response.json()
-                except (httpx.HTTPError, ValueError) as error:
-                    raise PrefetchMissing(f"{key}: could not be fetched ({type(error).__name__})") from None
-        return data
+            fetched = await asyncio.gather(*(self._fetch(client, request.fhirServer, key, patient) for key in missing))
+        return data | dict(zip(missing, fetched))
+
+    async def _fetch(self, client: httpx.AsyncClient, server: str, key: str, patient: str) -> Any:
+        query = PREFETCH[key].replace("{{context.patientId}}", patient)
+        try:
+            response = await client.get(f"{server.rstrip('/')}/{query}")
+            response.raise_for_status()
+            return response.json()
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as error:
+            raise PrefetchMissing(f"{key}: could not be fetched ({type(error).__name__})") from None
 
     def _remember(self, card: str, service_id: str, rule: str) -> None:
         self.issued[card] = (service_id, rule)
@@ -214,8 +242,9 @@ class Service:
                 "ruleset": self.evaluator.info.name,
                 "ruleset_sha256": self.evaluator.info.sha256,
             }
-            line = json.dumps(record, sort_keys=True)
-            feedback_log.info(line)
+            line = json.dumps(record, sort_keys=True, default=str)
+            # the log line leaves out the clinician's free text (userComment may name the patient)
+            feedback_log.info(json.dumps({k: record[k] for k in ("service", "card", "rule", "outcome", "ruleset_sha256")}))
             if self.settings.feedback_file:
                 with self.settings.feedback_file.open("a", encoding="utf-8") as out:
                     out.write(line + "\n")
@@ -232,7 +261,9 @@ def create_app(evaluator: Evaluator, settings: Settings) -> FastAPI:
     async def authenticate(request: Request) -> None:
         if settings.verifier is None:
             return
-        audience = settings.base_url.rstrip("/") + request.url.path
+        # aud is the URL as called, percent-encoded: request.url.path is decoded
+        path = request.scope.get("raw_path") or request.url.path.encode()
+        audience = settings.base_url.rstrip("/") + path.decode("latin-1")
         try:
             settings.verifier.verify(request.headers.get("authorization"), audience)
         except Unauthorized as error:
@@ -249,7 +280,7 @@ def create_app(evaluator: Evaluator, settings: Settings) -> FastAPI:
     @router.post("/cds-services/{service_id}", responses={400: {}, 404: {}, 412: {}})
     async def call(service_id: str, body: HookRequest) -> Response:
         started, decision = time.perf_counter(), str(uuid.uuid4())
-        status, found = 200, []
+        status, found = 500, []
         try:
             if service_id not in SERVICES:
                 status, payload = 404, {"error": f"no service {service_id!r}"}
@@ -258,19 +289,20 @@ def create_app(evaluator: Evaluator, settings: Settings) -> FastAPI:
             else:
                 # the rules run inline on the event loop (a few ms of CPU): threads would only add GIL handoffs
                 found = service.call(service_id, body, await service.gather(body))
-                payload = {"cards": found}
+                status, payload = 200, {"cards": found}
         except PrefetchMissing as error:
             status, payload = 412, {"error": str(error)}
         except InputError as error:
             status, payload = 400, {"error": str(error)}
-        decisions.info(json.dumps({
-            "decision": decision, "hookInstance": body.hookInstance, "service": service_id, "status": status,
-            "ruleset_sha256": evaluator.info.sha256, "ms": round((time.perf_counter() - started) * 1000, 2),
-            "cards": len(found),
-        }))
+        finally:  # every request, a crash included, gets its line
+            decisions.info(json.dumps({
+                "decision": decision, "hookInstance": body.hookInstance, "service": service_id, "status": status,
+                "ruleset_sha256": evaluator.info.sha256, "ms": round((time.perf_counter() - started) * 1000, 2),
+                "cards": len(found),
+            }))
         return JSONResponse(payload, status_code=status, headers={"X-Decision-Id": decision})
 
-    @router.post("/cds-services/{service_id}/feedback", responses={404: {}})
+    @router.post("/cds-services/{service_id}/feedback", responses={400: {}, 404: {}})
     async def feedback(service_id: str, body: FeedbackRequest) -> Response:
         if service_id not in SERVICES:
             return JSONResponse({"error": f"no service {service_id!r}"}, status_code=404)
@@ -284,6 +316,14 @@ def create_app(evaluator: Evaluator, settings: Settings) -> FastAPI:
         return Response(status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
     return app
+
+
+def _safe_for_tokens(url: str) -> bool:
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return False
+    return parsed.scheme == "https" or (parsed.scheme == "http" and parsed.host in ("127.0.0.1", "localhost", "::1"))
 
 
 class _Refused(Exception):
