@@ -212,6 +212,9 @@ def serve(
         bool, typer.Option("--insecure-dev", help="no authentication at all; allowed on a loopback host only")
     ] = False,
     feedback_log: Annotated[Optional[Path], typer.Option("--feedback-log", help="append card feedback here (JSON lines)")] = None,
+    cors_origin: Annotated[
+        Optional[list[str]], typer.Option("--cors-origin", help="a browser-based CDS client's origin allowed to call (repeatable)")
+    ] = None,
     rules: RulesOption = None,
 ) -> None:
     """Run the HL7 CDS Hooks 2.0 service (discovery, patient-view, order-select, order-sign, feedback)."""
@@ -236,7 +239,7 @@ def serve(
     if insecure_dev:
         typer.secho("WARNING: --insecure-dev: AUTHENTICATION IS OFF. Any local process can call this service. "
                     "Never use it with real patient data.", fg="red", bold=True, err=True)
-    settings = Settings(base_url or f"http://{host}:{port}", verifier, feedback_log)
+    settings = Settings(base_url or f"http://{host}:{port}", verifier, feedback_log, cors_origins=cors_origin or [])
     uvicorn.run(create_app(load(rules), settings), host=host, port=port, log_level="warning")
 
 

@@ -1,6 +1,6 @@
 """CDS Hooks 2.0 JWT checks (the spec's "Trusting CDS Clients"), with PyJWT doing the crypto.
 
-A request is trusted when its bearer JWT is signed with an asymmetric algorithm (never `none` or
+A request is trusted when its bearer JWT (header typ JWT and a kid) is signed with an asymmetric algorithm (never `none` or
 HMAC) by a key in the JWKS configured for its allow-listed `iss` (and `jku`, if it names one),
 its `aud` is the URL of the endpoint called, it has not expired, and its `jti` has not been seen
 before within the token's lifetime. Any failure is the same bare 401: no detail for the caller.
@@ -52,9 +52,11 @@ class Verifier:
                 raise Unauthorized(f"issuer not allowed: {issuer_id!r}")
             if header.get("alg") not in ALGORITHMS:
                 raise Unauthorized(f"algorithm not allowed: {header.get('alg')!r}")
+            if header.get("typ") != "JWT" or not header.get("kid"):
+                raise Unauthorized("the spec's header fields typ: JWT and kid are required")
             if header.get("jku") and header["jku"] != issuer.jku:
                 raise Unauthorized("jku not allowed for this issuer")
-            key = issuer.jwks[header["kid"]] if "kid" in header else _only_key(issuer.jwks)
+            key = issuer.jwks[header["kid"]]
             claims = jwt.decode(
                 token, key, algorithms=ALGORITHMS, audience=audience, issuer=issuer_id,
                 leeway=LEEWAY, options={"require": REQUIRED},
@@ -72,12 +74,6 @@ class Verifier:
             if self.seen.get(jti, 0) > now:
                 raise Unauthorized("jti replayed")
             self.seen[jti] = forget_after
-
-
-def _only_key(jwks: jwt.PyJWKSet) -> jwt.PyJWK:
-    if len(jwks.keys) != 1:
-        raise KeyError("no kid, and the issuer has several keys")
-    return jwks.keys[0]
 
 
 def load_issuers(path: Path) -> dict[str, Issuer]:

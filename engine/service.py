@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -46,6 +47,7 @@ PREFETCH = {
     "medicationRequests": "MedicationRequest?patient={{context.patientId}}",
     "allergies": "AllergyIntolerance?patient={{context.patientId}}",
 }
+MAX_PAGES = 20  # of one search fetched from fhirServer
 USAGE = "Reads the chart's conditions (ICD-10-CM), labs (LOINC), medicines (RxNorm or name) and allergies."
 SERVICES = {
     "jak-options": {
@@ -111,6 +113,7 @@ class Settings:
     verifier: Verifier | None  # None: dev mode, no authentication (localhost only)
     feedback_file: Path | None = None
     fetch_timeout: float = 5.0
+    cors_origins: list[str] = field(default_factory=list)  # browser-based CDS clients allowed to call
 
 
 class PrefetchMissing(Exception):
@@ -214,13 +217,27 @@ class Service:
         return data | dict(zip(missing, fetched))
 
     async def _fetch(self, client: httpx.AsyncClient, server: str, key: str, patient: str) -> Any:
-        query = PREFETCH[key].replace("{{context.patientId}}", patient)
+        """One prefetch query; a searchset's next pages are followed (on the same server only)."""
+        url = f"{server.rstrip('/')}/{PREFETCH[key].replace('{{context.patientId}}', patient)}"
+        pages: list[dict[str, Any]] = []
         try:
-            response = await client.get(f"{server.rstrip('/')}/{query}")
-            response.raise_for_status()
-            return response.json()
-        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as error:
+            while url and len(pages) < MAX_PAGES:
+                response = await client.get(url)
+                response.raise_for_status()
+                page = response.json()
+                pages.append(page)
+                links = (page.get("link") or []) if page.get("resourceType") == "Bundle" else []
+                url = next((link.get("url") for link in links if link.get("relation") == "next"), None)
+                if url and not url.startswith(server.rstrip("/") + "/"):
+                    raise PrefetchMissing(f"{key}: the next page is on another server")
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError, AttributeError) as error:
             raise PrefetchMissing(f"{key}: could not be fetched ({type(error).__name__})") from None
+        if url:
+            raise PrefetchMissing(f"{key}: more than {MAX_PAGES} pages")
+        if len(pages) == 1:
+            return pages[0]
+        first = {name: value for name, value in pages[0].items() if name != "link"}
+        return first | {"entry": [entry for page in pages for entry in page.get("entry") or []]}
 
     def _remember(self, card: str, service_id: str, rule: str) -> None:
         self.issued[card] = (service_id, rule)
@@ -310,6 +327,9 @@ def create_app(evaluator: Evaluator, settings: Settings) -> FastAPI:
         return JSONResponse({})
 
     app.include_router(router)
+    if settings.cors_origins:  # the spec: browser-based CDS clients need CORS
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"])
 
     @app.exception_handler(_Refused)
     def refused(request: Request, exc: _Refused) -> Response:

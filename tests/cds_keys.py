@@ -42,13 +42,14 @@ def mint(
     jti: str | None = None,
     headers: dict[str, Any] | None = None,
 ) -> str:
-    """A signed JWT for `aud`, a fresh jti unless given (jti="" leaves it out), kid by algorithm family."""
+    """A signed JWT for `aud`, a fresh jti unless given (jti="" leaves it out), kid by algorithm family;
+    a header given as None is left out."""
     now = int(time.time())
     payload: dict[str, Any] = {"iss": iss, "sub": "ehr-client", "aud": aud, "iat": now, "exp": now + exp_in}
     if jti != "":
         payload["jti"] = jti or str(uuid.uuid4())
     header = {"typ": "JWT", "kid": "rsa-1" if alg.startswith(("RS", "PS")) else "ec-1"} | (headers or {})
-    return jwt.encode(payload, key, algorithm=alg, headers=header)
+    return jwt.encode(payload, key, algorithm=alg, headers={k: v for k, v in header.items() if v is not None})
 
 
 def write_issuers(directory: Path) -> Path:

@@ -108,7 +108,8 @@ def start(directory: Path, *args: str, timeout: float = 30) -> Server:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     directory = tmp_path_factory.mktemp("serve")
     feedback = directory / "feedback.jsonl"
-    running = start(directory, "--issuers", str(write_issuers(directory)), "--feedback-log", str(feedback))
+    running = start(directory, "--issuers", str(write_issuers(directory)), "--feedback-log", str(feedback),
+                    "--cors-origin", BROWSER_CLIENT)
     running.feedback_file = feedback
     yield running
     running.stop()
@@ -121,6 +122,7 @@ def http() -> Iterator[httpx.Client]:
 
 
 Call = Callable[..., httpx.Response]
+BROWSER_CLIENT = "https://ehr-ui.example.org"
 
 
 @pytest.fixture(scope="session")
@@ -211,6 +213,9 @@ BAD_TOKENS: dict[str, Callable[[str], str | None]] = {
     "unknown issuer": lambda aud: mint(aud, iss=UNKNOWN_ISSUER, key=UNKNOWN_KEY),
     "bad signature": lambda aud: mint(aud, key=UNKNOWN_KEY),
     "no jti": lambda aud: mint(aud, jti=""),
+    "typ not JWT": lambda aud: mint(aud, headers={"typ": "at+jwt"}),
+    "no kid": lambda aud: mint(aud, headers={"kid": None}),
+    "jku not allowed": lambda aud: mint(aud, headers={"jku": "https://elsewhere.example/jwks"}),
 }
 
 
@@ -238,6 +243,20 @@ def test_rs384_token_is_accepted(server: Server, call: Call) -> None:
     assert call(path, hook("patient-view"), token=token).status_code == 200
 
 
+def test_cors_for_the_configured_browser_client_only(server: Server, http: httpx.Client) -> None:
+    def preflight(origin: str) -> httpx.Response:
+        return http.options(server.base + "/cds-services/jak-options", headers={
+            "Origin": origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type"})
+
+    assert preflight(BROWSER_CLIENT).headers.get("access-control-allow-origin") == BROWSER_CLIENT
+    assert "access-control-allow-origin" not in preflight("https://elsewhere.example").headers
+
+
+def test_aud_as_an_array_is_accepted(server: Server, call: Call) -> None:
+    path = "/cds-services/jak-options"
+    assert call(path, hook("patient-view"), token=mint([server.base + path])).status_code == 200  # type: ignore[arg-type]
+
+
 def test_missing_prefetch_without_fhir_server_is_412(call: Call) -> None:
     body = hook("patient-view")
     del body["prefetch"]["conditions"]
@@ -259,10 +278,17 @@ def fake_fhir() -> Iterator[FakeFhir]:
              for key, template in PREFETCH.items()}
     authorizations: list[str | None] = []
 
+    # /paged/: the same data, with the conditions search split over two pages (Bundle.link next)
+    pages |= {path.replace("/fhir/", "/paged/"): page for path, page in pages.items()}
+    conditions = "/paged/" + PREFETCH["conditions"].replace("{{context.patientId}}", PATIENT_ID)
+    pages["/paged/page-2"], pages[conditions] = pages[conditions], {**empty, "link": [{"relation": "next", "url": "page-2"}]}
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             authorizations.append(self.headers.get("Authorization"))
             page = pages.get(unquote(self.path))
+            if page and page.get("link"):  # next links are absolute URLs on this server
+                page = {**page, "link": [{"relation": "next", "url": f"http://{self.headers['Host']}/paged/page-2"}]}
             status = 500 if self.path.startswith("/broken/") else 200 if page else 404
             body = json.dumps(page if status == 200 else {"resourceType": "OperationOutcome"}).encode()
             self.send_response(status)
@@ -301,6 +327,11 @@ def test_fetches_missing_prefetch_from_fhir_server(
     cards = check_cards(call("/cds-services/jak-options", from_fhir_server(fake_fhir.url + "/fhir")))
     assert [card["summary"] for card in cards] == [card["summary"] for card in patient_view]
     assert fake_fhir.authorizations == ["Bearer abc"] * (len(PREFETCH) - 1)
+
+
+def test_follows_next_pages_of_a_search(call: Call, fake_fhir: FakeFhir, patient_view: list[dict[str, Any]]) -> None:
+    cards = check_cards(call("/cds-services/jak-options", from_fhir_server(fake_fhir.url + "/paged")))
+    assert [card["summary"] for card in cards] == [card["summary"] for card in patient_view]
 
 
 def test_fhir_server_error_is_412(call: Call, fake_fhir: FakeFhir) -> None:
