@@ -47,8 +47,8 @@ def is_fhir(data: Any) -> bool:
     return isinstance(data, dict) and "resourceType" in data
 
 
-def resources(data: dict[str, Any]) -> list[Any]:
-    """The parsed resources of a Bundle, one resource, or a prefetch map (its values; nulls skipped)."""
+def resources(data: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(fullUrl or "", parsed resource) of a Bundle, one resource, or a prefetch map (its values; nulls skipped)."""
     documents = [data] if is_fhir(data) else [value for _, value in sorted(data.items()) if value is not None]
     parsed = []
     for document in documents:
@@ -59,9 +59,9 @@ def resources(data: dict[str, Any]) -> list[Any]:
         except (KeyError, TypeError, ValueError, ValidationError) as error:
             raise FhirError(f"{document.get('resourceType')}/{document.get('id', '?')}: {_first(error)}") from None
         if model.get_resource_type() == "Bundle":
-            parsed += [entry.resource for entry in model.entry or [] if entry.resource is not None]
+            parsed += [(entry.fullUrl or "", entry.resource) for entry in model.entry or [] if entry.resource is not None]
         else:
-            parsed.append(model)
+            parsed.append(("", model))
     return parsed
 
 
@@ -70,10 +70,6 @@ def _first(error: Exception) -> str:
         item = error.errors()[0]
         return f"{'.'.join(str(p) for p in item['loc'])}: {item['msg']}"
     return str(error).splitlines()[0]
-
-
-def _name(resource: Any) -> str:
-    return f"{resource.get_resource_type()}/{resource.id or '?'}"
 
 
 def _codings(concept: Any) -> list[Any]:
@@ -114,24 +110,38 @@ class Reader:
         self.labs: dict[str, list[tuple[datetime, str, Any, str]]] = {}  # lab -> [(when, resource, value, code)]
         self.severities: dict[str, set[str]] = {}
         self.medicines: dict[str, Any] = {}  # Medication resources by id, for medicationReference
+        self.patient_refs: set[str] = set()
+        self.urls: dict[int, str] = {}  # id(resource) -> its entry's fullUrl
         self.unmapped: list[dict[str, str]] = []
 
-    def skip(self, resource: str, code: str, why: str) -> None:
-        self.unmapped.append({"resource": resource, "code": code, "why": why})
+    def name(self, resource: Any) -> str:
+        """Type/id, or the entry's fullUrl for a resource without an id (transaction bundles)."""
+        kind = resource.get_resource_type()
+        return f"{kind}/{resource.id}" if resource.id else f"{kind} {self.urls.get(id(resource), '(no id)')}"
 
-    def read(self, items: list[Any]) -> None:
-        patients = {r.id for r in items if r.get_resource_type() == "Patient"}
+    def skip(self, resource: Any, code: str, why: str) -> None:
+        """List a resource (or its name) as not used, and why."""
+        name = resource if isinstance(resource, str) else self.name(resource)
+        self.unmapped.append({"resource": name, "code": code, "why": why})
+
+    def read(self, items: list[tuple[str, Any]]) -> None:
+        """Read (fullUrl, resource) pairs, as `resources` gives them."""
+        patients = {r.id for _, r in items if r.get_resource_type() == "Patient"}
         if len(patients) > 1:
             raise FhirError(f"the input holds more than one patient ({', '.join(sorted(map(str, patients)))})")
-        self.medicines = {r.id: r for r in items if r.get_resource_type() == "Medication"}
-        for resource in items:
+        # how resources may refer to the patient: Patient/id, a full URL ending so, or its entry's fullUrl (urn:uuid:...)
+        self.patient_refs = {f"Patient/{r.id}" for _, r in items if r.get_resource_type() == "Patient"}
+        self.patient_refs |= {url for url, r in items if url and r.get_resource_type() == "Patient"}
+        self.medicines = {r.id: r for _, r in items if r.get_resource_type() == "Medication"}
+        self.urls = {id(r): url for url, r in items if url}
+        for _, resource in items:
             kind = resource.get_resource_type()
             if kind == "Medication":
                 continue
             if kind not in READ:
-                self.skip(_name(resource), "", f"{kind} resources are not read")
-            elif kind != "Patient" and patients and not self._about(resource, next(iter(patients))):
-                self.skip(_name(resource), "", "about another patient")
+                self.skip(resource, "", f"{kind} resources are not read")
+            elif kind != "Patient" and self.patient_refs and not self._about(resource):
+                self.skip(resource, "", "about another patient")
             else:
                 getattr(self, kind.lower())(resource)
         self.profile["labs"] = {lab: self._latest(results) for lab, results in sorted(self.labs.items())}
@@ -147,10 +157,10 @@ class Reader:
                 self.skip(name, code, f"superseded by the more recent {latest[1]}")
         return latest[2]
 
-    def _about(self, resource: Any, patient_id: str) -> bool:
+    def _about(self, resource: Any) -> bool:
         ref = getattr(resource, "subject", None) or getattr(resource, "patient", None)
         target = (ref.reference or "") if ref is not None else ""
-        return not target or target == f"Patient/{patient_id}" or target.endswith(f"/Patient/{patient_id}")
+        return not target or target in self.patient_refs or any(target.endswith("/" + p) for p in self.patient_refs)
 
     def patient(self, resource: Any) -> None:
         if resource.gender in ("female", "male", "other"):
@@ -160,17 +170,17 @@ class Reader:
             before_birthday = (self.as_of.month, self.as_of.day) < (born.month, born.day)
             self.profile["age"] = self.as_of.year - born.year - before_birthday
         elif born is not None:
-            self.skip(_name(resource), "birthDate", f"birthDate {born} is not a full date: age left unknown")
+            self.skip(resource, "birthDate", f"birthDate {born} is not a full date: age left unknown")
 
     def condition(self, resource: Any) -> None:
         verification, clinical = _status(resource.verificationStatus), _status(resource.clinicalStatus)
         if verification in NOT_TRUE:
-            return self.skip(_name(resource), _shown(resource.code), f"verificationStatus {verification}: ignored")
+            return self.skip(resource, _shown(resource.code), f"verificationStatus {verification}: ignored")
         if clinical in NOT_ACTIVE:
-            return self.skip(_name(resource), _shown(resource.code), f"clinicalStatus {clinical}: not active")
+            return self.skip(resource, _shown(resource.code), f"clinicalStatus {clinical}: not active")
         code = self.diagnosis(resource.code)
         if code is None:
-            return self.skip(_name(resource), _shown(resource.code), "no ICD-10-CM code the pack maps (SNOMED CT is not mapped)")
+            return self.skip(resource, _shown(resource.code), "no ICD-10-CM code the pack maps (SNOMED CT is not mapped)")
         self.conditions.add(code)
         severity = resource.severity
         words = [severity.text or ""] + [c.display or "" for c in _codings(severity)] if severity is not None else []
@@ -192,7 +202,7 @@ class Reader:
 
     def observation(self, resource: Any) -> None:
         if resource.status not in FINAL:
-            return self.skip(_name(resource), _shown(resource.code), f"status {resource.status}: only final results are used")
+            return self.skip(resource, _shown(resource.code), f"status {resource.status}: only final results are used")
         when = _when(resource.effectiveDateTime or resource.effectiveInstant or resource.issued)
         if resource.effectivePeriod is not None and when == EPOCH:
             when = _when(resource.effectivePeriod.end or resource.effectivePeriod.start)
@@ -200,10 +210,10 @@ class Reader:
         parts = [(concept, quantity) for concept, quantity in parts if quantity is not None]
         used = [self._lab(resource, concept, quantity, when) for concept, quantity in parts]
         if not any(used):
-            return self.skip(_name(resource), _shown(resource.code), "no LOINC code the pack maps, with a quantity")
+            return self.skip(resource, _shown(resource.code), "no LOINC code the pack maps, with a quantity")
         for (concept, _), lab in zip(parts, used):
             if not lab:
-                self.skip(_name(resource), _shown(concept), "component: no LOINC code the pack maps")
+                self.skip(resource, _shown(concept), "component: no LOINC code the pack maps")
 
     def _lab(self, resource: Any, concept: Any, quantity: Any, when: datetime) -> bool:
         codes = {c.code for c in _codings(concept) if c.system == LOINC}
@@ -218,9 +228,9 @@ class Reader:
                 raise UnknownCode(f"value {quantity.comparator}{quantity.value} is not an exact number")
             value = self.pack.labs[lab].convert(quantity.value, unit)  # Decimal -> exact Fraction
         except UnknownCode as error:
-            self.skip(_name(resource), _shown(concept), f"{lab}: {error}")
+            self.skip(resource, _shown(concept), f"{lab}: {error}")
             return True
-        self.labs.setdefault(lab, []).append((when, _name(resource), value, _shown(concept)))
+        self.labs.setdefault(lab, []).append((when, self.name(resource), value, _shown(concept)))
         return True
 
     def medicationstatement(self, resource: Any) -> None:
@@ -234,15 +244,15 @@ class Reader:
         code = self.treatment(concept)
         status = resource.status
         if code is None:
-            return self.skip(_name(resource), _shown(concept), "no RxNorm code or ingredient name the pack maps")
+            return self.skip(resource, _shown(concept), "no RxNorm code or ingredient name the pack maps")
         if status in CURRENT:
             self.lists["medications"].add(code)
         elif status == "stopped" and self._failed(reasons):
             self.lists["failed_therapies"].add(code)
         elif status == "stopped":
-            self.skip(_name(resource), _shown(concept), "stopped without a status reason that says it failed")
+            self.skip(resource, _shown(concept), "stopped without a status reason that says it failed")
         else:
-            self.skip(_name(resource), _shown(concept), f"status {status}: neither current nor failed")
+            self.skip(resource, _shown(concept), f"status {status}: neither current nor failed")
 
     def medicine_concept(self, resource: Any) -> Any:
         """medicationCodeableConcept, or the code of the Medication it references (contained or in the input)."""
@@ -276,9 +286,9 @@ class Reader:
         verification, clinical = _status(resource.verificationStatus), _status(resource.clinicalStatus)
         code = self.treatment(resource.code)
         if verification in NOT_TRUE or clinical in NOT_ACTIVE:
-            return self.skip(_name(resource), _shown(resource.code), f"{verification or clinical}: ignored")
+            return self.skip(resource, _shown(resource.code), f"{verification or clinical}: ignored")
         if code is None:
-            return self.skip(_name(resource), _shown(resource.code), "no RxNorm code or ingredient name the pack maps")
+            return self.skip(resource, _shown(resource.code), "no RxNorm code or ingredient name the pack maps")
         self.lists["contraindicated_therapies"].add(code)
 
     def skin_conditions(self) -> list[str]:

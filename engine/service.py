@@ -181,7 +181,7 @@ class Service:
         if not isinstance(bundle, dict):
             raise InputError("context.draftOrders: a Bundle of draft orders is required")
         try:
-            orders = [r for r in resources(bundle) if r.get_resource_type() == "MedicationRequest"]
+            orders = [r for _, r in resources(bundle) if r.get_resource_type() == "MedicationRequest"]
         except FhirError as error:
             raise InputError(f"context.draftOrders: {error}") from None
         patient = request.context.get("patientId")

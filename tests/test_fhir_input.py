@@ -244,3 +244,20 @@ def test_the_order_of_entries_never_changes_the_result(rng: random.Random):
     shuffled = copy.deepcopy(resources)
     rng.shuffle(shuffled)
     assert run(*shuffled).model_dump_json() == run(*resources).model_dump_json()
+
+
+def test_a_transaction_bundle_with_urn_uuid_references_is_one_patient():
+    """As generators and EHR exports write them: fullUrl urn:uuid:..., references to it, no ids."""
+    patient_url = "urn:uuid:e1035ac9-ce0a-5989-b4ae-0a0c4351ff62"
+    ref = {"reference": patient_url}
+    entries = [
+        {"fullUrl": patient_url, "resource": {"resourceType": "Patient", "gender": "male", "birthDate": "1980-01-01"}},
+        {"fullUrl": "urn:uuid:1", "resource": {**DM, "id": None, "subject": ref}},
+        {"fullUrl": "urn:uuid:2", "resource": {**lab("x", "777-3", 283, "10*3/uL"), "id": None, "subject": ref}},
+        {"fullUrl": "urn:uuid:3", "resource": {**lab("y", "2951-2", 144, "mmol/L"), "id": None, "subject": ref}},
+    ]
+    for entry in entries:
+        entry["resource"] = {k: v for k, v in entry["resource"].items() if v is not None}
+    result = jakcds.evaluate_fhir({"resourceType": "Bundle", "type": "transaction", "entry": entries}, as_of=AS_OF, rules=RULES)
+    assert (result.patient["condition"], result.patient["age"], result.patient["labs"]) == ("dermatomyositis", 46, {"platelets": 283})
+    assert unmapped(result) == {f"Observation urn:uuid:3 {LOINC}|2951-2": "no LOINC code the pack maps, with a quantity"}
