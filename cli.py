@@ -28,6 +28,12 @@ class Format(str, Enum):
 
 RulesOption = Annotated[Optional[Path], typer.Option("--rules", help="a rule pack directory instead of the shipped one")]
 FormatOption = Annotated[Optional[Format], typer.Option("--format", "-f", help="default: text on a terminal, else json")]
+ConditionOption = Annotated[
+    Optional[str], typer.Option("--condition", help="FHIR input: the condition to treat, if not the one active skin condition")
+]
+AsOfOption = Annotated[
+    Optional[datetime], typer.Option("--as-of", formats=["%Y-%m-%d"], help="FHIR input: compute ages on this date (default today)")
+]
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -75,6 +81,17 @@ def load(rules: Path | None, include_draft: bool = False) -> Any:
         fail(f"rule pack: {error}", code=3)
 
 
+def is_fhir(data: Any) -> bool:
+    return isinstance(data, dict) and "resourceType" in data
+
+
+def fhir_input(ev: Any, data: Any, condition: str | None, as_of: datetime | None) -> tuple[Any, str | None]:
+    """(a Reader of FHIR input, the condition to treat), for Evaluator.evaluate_read."""
+    if not is_fhir(data):
+        fail("--condition and --as-of apply to FHIR input only")
+    return ev.read_fhir(data, as_of.date() if as_of else None), condition
+
+
 @app.callback()
 def main() -> None:
     """JAK inhibitor clinical decision support on declarative, cited rules."""
@@ -86,12 +103,8 @@ def evaluate(
     format: FormatOption = None,
     rules: RulesOption = None,
     include_draft: Annotated[bool, typer.Option("--include-draft", help="also run rules with status: draft")] = False,
-    condition: Annotated[
-        Optional[str], typer.Option("--condition", help="FHIR input: the condition to treat, if not the one active skin condition")
-    ] = None,
-    as_of: Annotated[
-        Optional[datetime], typer.Option("--as-of", formats=["%Y-%m-%d"], help="FHIR input: compute ages on this date (default today)")
-    ] = None,
+    condition: ConditionOption = None,
+    as_of: AsOfOption = None,
 ) -> None:
     """Rank the JAK inhibitors that could be considered for a patient, with cautions and citations.
 
@@ -99,12 +112,7 @@ def evaluate(
     data = read_patient(patient)
     ev = load(rules, include_draft)
     try:
-        if isinstance(data, dict) and "resourceType" in data:
-            result = ev.evaluate_fhir(data, condition, as_of.date() if as_of else None)
-        elif condition or as_of:
-            fail("--condition and --as-of apply to FHIR input only")
-        else:
-            result = ev.evaluate(data)
+        result = ev.evaluate_read(*fhir_input(ev, data, condition, as_of)) if condition or as_of or is_fhir(data) else ev.evaluate(data)
     except InputError as error:
         fail(f"{'stdin' if patient == '-' else patient}: {error}")
     if wants_json(format):
@@ -119,10 +127,12 @@ def evaluate(
 
 @app.command()
 def explain(
-    patient: Annotated[str, typer.Argument(help="patient profile JSON file, or - for stdin")],
+    patient: Annotated[str, typer.Argument(help="patient profile JSON, or a FHIR R4 Bundle/resource; - for stdin")],
     drug: Annotated[str, typer.Option("--drug", "-d", help="the drug to explain, e.g. ruxolitinib")],
     format: FormatOption = None,
     rules: RulesOption = None,
+    condition: ConditionOption = None,
+    as_of: AsOfOption = None,
 ) -> None:
     """Why a drug is a candidate or not: each rule that concerns it, and the values it compared."""
     from jakcds.explain import explain as explain_drug
@@ -130,6 +140,9 @@ def explain(
     data = read_patient(patient)
     ev = load(rules)
     try:
+        if condition or as_of or is_fhir(data):
+            reader, condition = fhir_input(ev, data, condition, as_of)
+            data = reader.profile_for(condition)
         report = explain_drug(ev, data, drug)
     except (InputError, ValueError) as error:
         fail(f"{'stdin' if patient == '-' else patient}: {error}")

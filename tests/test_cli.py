@@ -106,3 +106,10 @@ def test_fhir_input_errors_are_one_line_and_fhir_options_need_fhir_input():
     assert "one active skin condition is needed" in done.stderr and len(done.stderr.splitlines()) == 1
     done = run("evaluate", str(CASES / "wenzel-chilblain-lupus" / "patient.json"), "--as-of", "2016-03-01")
     assert done.returncode == 2 and "apply to FHIR input only" in done.stderr
+
+
+def test_explain_reads_fhir_input_too():
+    bundle = str(CASES / "dermatomyositis-refractory-fhir" / "bundle.json")
+    done = run("explain", bundle, "--drug", "tofacitinib", "--as-of", "2026-11-23", "--format", "text")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("tofacitinib: candidate #1") and "SEED-TOF-009 (propose) FIRED" in done.stdout
