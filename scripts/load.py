@@ -105,7 +105,7 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(10)
-        timings = [json.loads(line)["ms"] for line in log.read_text().splitlines() if '"ms"' in line]
+        timings = [json.loads(line[line.index("{"):])["ms"] for line in log.read_text().splitlines() if "\"ms\"" in line]
     ms = sorted(x * 1000 for x in latencies)
     cut = statistics.quantiles(ms, n=100)
     errors = sum(n for status, n in statuses.items() if status != 200)
