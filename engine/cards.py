@@ -8,6 +8,7 @@ Every card names one rule: `source.topic.code` is its id, `source` its first cit
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,7 +66,7 @@ def card(
     summary: str, indicator: Severity, detail: list[str], rule: str, citations: list[Citation], basis: Basis
 ) -> dict[str, Any]:
     """One spec card; warnings and critical cards offer override reasons, every cited URL a link."""
-    unmapped = [f"- {u.resource} {u.code}: {u.why}" for u in basis.unmapped]
+    unmapped = _not_used(basis.unmapped)
     rs = basis.ruleset
     footer = [f"\nRule {rule}; rule pack {rs.name} {rs.version} (sha256 {rs.sha256[:12]})."]
     if unmapped:
@@ -84,6 +85,14 @@ def card(
     if links:
         out["links"] = [{"label": _summary(title), "url": url, "type": "absolute"} for url, title in links.items()]
     return out
+
+
+def _not_used(unmapped: list[Unmapped], group_from: int = 3) -> list[str]:
+    """What was not used from the chart: each item, except that a reason shared by many is one counted line."""
+    counts = Counter(u.why for u in unmapped)
+    lines = [f"- {u.resource} {u.code}: {u.why}" for u in unmapped if counts[u.why] < group_from]
+    lines += [f"- {n} resources: {why}" for why, n in sorted(counts.items()) if n >= group_from]
+    return lines
 
 
 def _highest(candidate: Candidate) -> Severity:

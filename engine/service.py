@@ -18,7 +18,7 @@ import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -114,6 +114,7 @@ class Settings:
     feedback_file: Path | None = None
     fetch_timeout: float = 5.0
     cors_origins: list[str] = field(default_factory=list)  # browser-based CDS clients allowed to call
+    as_of: date | None = None  # compute ages on this date instead of today (reproducible tests)
 
 
 class PrefetchMissing(Exception):
@@ -139,7 +140,7 @@ class Service:
         patient = data.get("patient")
         if isinstance(patient, dict) and patient.get("id") != request.context.get("patientId"):
             raise InputError(f"prefetch patient is Patient/{patient.get('id')}, not context.patientId")
-        reader = self.evaluator.read_fhir(data)
+        reader = self.evaluator.read_fhir(data, self.settings.as_of)
         if SERVICES[service_id]["hook"] == "patient-view":
             found = [cards.patient_view(self._result(reader, c), self._name(c)) for c in reader.skin_conditions()]
         else:

@@ -1,0 +1,31 @@
+"""The example CDS Hooks requests in cases/hooks/ give the cards cases/hooks/expected.yaml lists."""
+
+import asyncio
+import json
+
+import pytest
+import yaml
+
+from conftest import CASES, RULES
+import jakcds
+from jakcds.service import HookRequest, Service, Settings
+
+HOOKS = CASES / "hooks"
+EXPECTED = yaml.safe_load((HOOKS / "expected.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def service() -> Service:
+    return Service(jakcds.evaluator(RULES), Settings("http://testserver", None, as_of=EXPECTED["as_of"]))
+
+
+def test_every_example_request_has_expected_cards():
+    assert sorted(EXPECTED["requests"]) == sorted(p.name for p in HOOKS.glob("*.json"))
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED["requests"]))
+def test_example_request_gives_the_expected_cards(name: str, service: Service):
+    wanted = EXPECTED["requests"][name]
+    request = HookRequest.model_validate(json.loads((HOOKS / name).read_text()))
+    cards = service.call(wanted["service"], request, asyncio.run(service.gather(request)))
+    assert [f"{card['indicator']} {card['source']['topic']['code']}" for card in cards] == wanted["cards"]
