@@ -1,4 +1,4 @@
-"""The example CDS Hooks requests in cases/hooks/ give the cards cases/hooks/expected.yaml lists."""
+"""The example CDS Hooks requests in cases/hooks/ give the cards cases/hooks/cards.yaml lists."""
 
 import asyncio
 import json
@@ -11,7 +11,7 @@ import jakcds
 from jakcds.service import HookRequest, Service, Settings
 
 HOOKS = CASES / "hooks"
-EXPECTED = yaml.safe_load((HOOKS / "expected.yaml").read_text())
+EXPECTED = yaml.safe_load((HOOKS / "cards.yaml").read_text())
 
 
 @pytest.fixture(scope="module")
