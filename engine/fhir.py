@@ -291,9 +291,12 @@ class Reader:
             return self.skip(resource, _shown(resource.code), "no RxNorm code or ingredient name the pack maps")
         self.lists["contraindicated_therapies"].add(code)
 
+    def is_skin(self, condition: str) -> bool:
+        return "skin_disease" in self.pack.diagnoses.closures[condition]
+
     def skin_conditions(self) -> list[str]:
         """The active conditions that are skin diseases: what a JAK inhibitor could be for."""
-        return sorted(c for c in self.conditions if "skin_disease" in self.pack.diagnoses.closures[c])
+        return sorted(c for c in self.conditions if self.is_skin(c))
 
     def profile_for(self, condition: str | None) -> dict[str, Any]:
         """The JSON input profile, treating `condition` (or the one active skin condition found)."""

@@ -31,22 +31,29 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 from . import cards
 from .auth import Unauthorized, Verifier
 from .evaluate import Evaluator, InputError
-from .fhir import FhirError, Reader, resources
+from .fhir import LOINC, FhirError, Reader, resources
+from .pack import Pack
 from .result import Result
 
 decisions = logging.getLogger("jakcds.decisions")
 feedback_log = logging.getLogger("jakcds.feedback")
 
-LABS = "http://loinc.org|777-3,http://loinc.org|751-8,http://loinc.org|731-0,http://loinc.org|718-7," \
-       "http://loinc.org|98979-8,http://loinc.org|33914-3,http://loinc.org|48642-3"
-PREFETCH = {
-    "patient": "Patient/{{context.patientId}}",
-    "conditions": "Condition?patient={{context.patientId}}",
-    "observations": f"Observation?patient={{{{context.patientId}}}}&code={LABS}",
-    "medicationStatements": "MedicationStatement?patient={{context.patientId}}",
-    "medicationRequests": "MedicationRequest?patient={{context.patientId}}",
-    "allergies": "AllergyIntolerance?patient={{context.patientId}}",
-}
+
+
+def prefetch_templates(pack: Pack) -> dict[str, str]:
+    """What the rules read, as prefetch templates; the Observation search asks for the pack's LOINC codes."""
+    labs = ",".join(f"{LOINC}|{code}" for lab in pack.labs.values() for code in lab.loinc)
+    return {
+        "patient": "Patient/{{context.patientId}}",
+        "conditions": "Condition?patient={{context.patientId}}",
+        "observations": f"Observation?patient={{{{context.patientId}}}}&code={labs}",
+        "medicationStatements": "MedicationStatement?patient={{context.patientId}}",
+        "medicationRequests": "MedicationRequest?patient={{context.patientId}}",
+        "allergies": "AllergyIntolerance?patient={{context.patientId}}",
+    }
+
+
+NOT_CHECKED = "JAKCDS-003"  # built-in: a drafted JAK inhibitor order the service could not check
 MAX_PAGES = 20  # of one search fetched from fhirServer
 USAGE = "Reads the chart's conditions (ICD-10-CM), labs (LOINC), medicines (RxNorm or name) and allergies."
 SERVICES = {
@@ -127,10 +134,13 @@ class Service:
     settings: Settings
     issued: OrderedDict[str, tuple[str, str]] = field(default_factory=OrderedDict)  # card uuid -> (service, rule)
 
+    def __post_init__(self) -> None:
+        self.prefetch = prefetch_templates(self.evaluator.pack)
+
     def discovery(self) -> dict[str, Any]:
         return {
             "services": [
-                {"hook": s["hook"], "title": s["title"], "description": s["description"], "id": sid, "prefetch": PREFETCH, "usageRequirements": USAGE}
+                {"hook": s["hook"], "title": s["title"], "description": s["description"], "id": sid, "prefetch": self.prefetch, "usageRequirements": USAGE}
                 for sid, s in SERVICES.items()
             ]
         }
@@ -164,17 +174,23 @@ class Service:
         drug = reader.treatment(concept)
         if drug not in self.evaluator.pack.drugs:
             return []  # not a JAK inhibitor: nothing to say
+        name = self.evaluator.pack.drugs[drug].name
         reason = next((c for c in map(reader.diagnosis, order.reasonCode or []) if c), None)
+        if reason and not reader.is_skin(reason):
+            return [self._not_checked(
+                reader, f"{name} order not checked: it is for {self._name(reason)}, not a skin condition",
+                "jakcds checks JAK inhibitors for skin conditions; the order's reason is outside its rules.")]
         conditions = [reason] if reason else reader.skin_conditions()
         if not conditions:
             return [self._not_checked(
-                reader, f"{self.evaluator.pack.drugs[drug].name} order not checked: no skin condition in the chart or the order",
+                reader, f"{name} order not checked: no skin condition in the chart or the order",
                 "jakcds checks JAK inhibitors for skin conditions; it found no active one it knows in the chart, "
                 "and the order names no reason it maps (ICD-10-CM).")]
         return [card for c in conditions for card in cards.order_review(self._result(reader, c), drug, self._name(c))]
 
     def _not_checked(self, reader: Reader, summary: str, detail: str) -> dict[str, Any]:
-        return cards.card(summary, "info", [detail], "JAKCDS-002", [], cards.Basis(self.evaluator.info, {}, reader.sorted_unmapped()))
+        basis = cards.Basis(self.evaluator.info, {}, reader.sorted_unmapped())
+        return cards.card(summary, "info", [detail], NOT_CHECKED, [], basis)
 
     def _orders(self, request: HookRequest) -> list[Any]:
         """The draft MedicationRequests to check (order-select: only the selected ones)."""
@@ -200,7 +216,7 @@ class Service:
     async def gather(self, request: HookRequest) -> dict[str, Any]:
         """Prefetch, completed from fhirServer where a key is absent; PrefetchMissing if it cannot be."""
         data = dict(request.prefetch or {})
-        missing = [key for key in PREFETCH if key not in data]
+        missing = [key for key in self.prefetch if key not in data]
         if not missing:
             return data
         if not request.fhirServer:
@@ -219,7 +235,7 @@ class Service:
 
     async def _fetch(self, client: httpx.AsyncClient, server: str, key: str, patient: str) -> Any:
         """One prefetch query; a searchset's next pages are followed (on the same server only)."""
-        url = f"{server.rstrip('/')}/{PREFETCH[key].replace('{{context.patientId}}', patient)}"
+        url = f"{server.rstrip('/')}/{self.prefetch[key].replace('{{context.patientId}}', patient)}"
         pages: list[dict[str, Any]] = []
         try:
             while url and len(pages) < MAX_PAGES:

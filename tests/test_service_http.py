@@ -26,7 +26,7 @@ from jsonschema import Draft202012Validator
 
 import jakcds
 from cds_keys import ISSUER, RSA_KEY, UNKNOWN_ISSUER, UNKNOWN_KEY, mint, write_issuers
-from jakcds.service import PREFETCH
+from jakcds.service import prefetch_templates
 from second_opinion import healthchain_errors
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,6 +34,7 @@ HOOKS = REPO / "cases" / "hooks"
 SCHEMAS = Path(__file__).resolve().parent / "schemas" / "cds-hooks-2.0"
 JAKCDS = Path(sys.executable).parent / "jakcds"
 PATIENT_ID = "dm-52"
+PREFETCH = prefetch_templates(jakcds.load_pack())  # what the served (shipped) pack asks for
 
 
 def hook(name: str) -> dict[str, Any]:
@@ -146,7 +147,7 @@ def check_cards(response: httpx.Response) -> list[dict[str, Any]]:
     assert schema_errors("response", document) == []
     assert healthchain_errors("response", document) == []
     assert nulls(document) == []
-    rules = {rule.id for rule in jakcds.load_pack().rules} | {"JAKCDS-001", "JAKCDS-002"}
+    rules = {rule.id for rule in jakcds.load_pack().rules} | {"JAKCDS-001", "JAKCDS-002", "JAKCDS-003"}
     cards = document["cards"]
     assert cards
     assert len({card["uuid"] for card in cards}) == len(cards)
@@ -399,6 +400,13 @@ def test_an_order_whose_medicine_cannot_be_read_says_it_was_not_checked(call: Ca
     body = order(lambda b: (draft(b).pop("medicationCodeableConcept"), draft(b).update(medicationReference={"reference": "#gone"})))
     cards = check_cards(call("/cds-services/jak-order-sign", body))
     assert [c["summary"] for c in cards] == ["Order MedicationRequest/draft-tofa not checked: its medicine could not be read"]
+
+
+def test_an_order_for_a_condition_outside_the_skin_is_not_checked(call: Call) -> None:
+    ra = {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "M06.9"}]}
+    cards = check_cards(call("/cds-services/jak-order-sign", order(lambda b: draft(b).update(reasonCode=[ra]))))
+    assert [(c["summary"], c["source"]["topic"]["code"]) for c in cards] == [
+        ("Tofacitinib order not checked: it is for Rheumatoid arthritis, not a skin condition", "JAKCDS-003")]
 
 
 def test_a_spec_extension_on_the_request_is_accepted(call: Call) -> None:
