@@ -1,4 +1,4 @@
-"""The service's OpenAPI contract, fuzzed in-process by schemathesis (deterministic, 25 examples per
+"""The service's OpenAPI contract, fuzzed in-process by schemathesis (deterministic, 100 examples per
 operation): each case carries a fresh valid JWT for the URL it calls, so no answer may be a server
 error, a 401, off its declared OpenAPI response, or (for a 200) off the CDS Hooks 2.0 JSON Schema."""
 
@@ -78,6 +78,6 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 
 @schema.parametrize()
-@settings(max_examples=25, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=100, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_contract(case: schemathesis.Case) -> None:
     case.call_and_validate(checks=CHECKS)
