@@ -16,6 +16,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from jakcds import InputError, PackError, evaluator
+from jakcds.fhir import is_fhir
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="JAK inhibitor clinical decision support.")
 rules_app = typer.Typer(no_args_is_help=True, help="Review the rule pack: list, show, lint, manifest.")
@@ -81,15 +82,11 @@ def load(rules: Path | None, include_draft: bool = False) -> Any:
         fail(f"rule pack: {error}", code=3)
 
 
-def is_fhir(data: Any) -> bool:
-    return isinstance(data, dict) and "resourceType" in data
-
-
-def fhir_input(ev: Any, data: Any, condition: str | None, as_of: datetime | None) -> tuple[Any, str | None]:
-    """(a Reader of FHIR input, the condition to treat), for Evaluator.evaluate_read."""
+def fhir_reader(ev: Any, data: Any, as_of: datetime | None) -> Any:
+    """A Reader of FHIR input (jakcds.fhir), for the FHIR options too."""
     if not is_fhir(data):
         fail("--condition and --as-of apply to FHIR input only")
-    return ev.read_fhir(data, as_of.date() if as_of else None), condition
+    return ev.read_fhir(data, as_of.date() if as_of else None)
 
 
 @app.callback()
@@ -112,7 +109,10 @@ def evaluate(
     data = read_patient(patient)
     ev = load(rules, include_draft)
     try:
-        result = ev.evaluate_read(*fhir_input(ev, data, condition, as_of)) if condition or as_of or is_fhir(data) else ev.evaluate(data)
+        if condition or as_of or is_fhir(data):
+            result = ev.evaluate_read(fhir_reader(ev, data, as_of), condition)
+        else:
+            result = ev.evaluate(data)
     except InputError as error:
         fail(f"{'stdin' if patient == '-' else patient}: {error}")
     if wants_json(format):
@@ -141,8 +141,7 @@ def explain(
     ev = load(rules)
     try:
         if condition or as_of or is_fhir(data):
-            reader, condition = fhir_input(ev, data, condition, as_of)
-            data = reader.profile_for(condition)
+            data = fhir_reader(ev, data, as_of).profile_for(condition)
         report = explain_drug(ev, data, drug)
     except (InputError, ValueError) as error:
         fail(f"{'stdin' if patient == '-' else patient}: {error}")

@@ -5,20 +5,18 @@ from __future__ import annotations
 import threading
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 
 from .compiler import compile_rules
 from .facts import build_fact, observed
+from .fhir import FhirError, Reader, resources
 from .pack import Pack, default_path, load_pack
 from .patient import Patient, parse_patient
 from .result import Result, RulesetInfo, assemble
 from .session import RuleEngine
 from .vocabulary import UnknownCode
-
-if TYPE_CHECKING:
-    from .fhir import Reader  # fhir.resources takes ~150 ms to import: only FHIR input pays it
 
 
 class InputError(ValueError):
@@ -70,8 +68,6 @@ class Evaluator:
 
     def read_fhir(self, data: dict[str, Any], as_of: date | None = None) -> Reader:
         """Read FHIR R4 input (a Bundle, a resource, or a CDS Hooks prefetch map); ages on `as_of` (default today)."""
-        from .fhir import FhirError, Reader, resources
-
         reader = Reader(self.pack, as_of or date.today())
         try:
             reader.read(resources(data))
@@ -81,8 +77,6 @@ class Evaluator:
 
     def evaluate_read(self, reader: Reader, condition: str | None = None) -> Result:
         """Evaluate what a Reader read, treating `condition` (default: the one active skin condition)."""
-        from .fhir import FhirError
-
         try:
             profile = reader.profile_for(condition)
         except (FhirError, UnknownCode) as error:

@@ -17,7 +17,6 @@ import re
 from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 from .result import Unmapped
@@ -49,6 +48,8 @@ def is_fhir(data: Any) -> bool:
 
 def resources(data: dict[str, Any]) -> list[tuple[str, Any]]:
     """(fullUrl or "", parsed resource) of a Bundle, one resource, or a prefetch map (its values; nulls skipped)."""
+    from fhir.resources.R4B import get_fhir_model_class  # ~150 ms to import: only FHIR input pays it
+
     documents = [data] if is_fhir(data) else [value for _, value in sorted(data.items()) if value is not None]
     parsed = []
     for document in documents:

@@ -40,6 +40,9 @@ def test_citations_everywhere_and_cautions_name_a_fired_rule(evaluator):
                 assert caution.citations and caution.rule in fired
         for citation in [x for c in result.candidates for x in c.citations]:
             assert citation.source in result.sources
+        for reason in [r for x in result.excluded for r in x.reasons]:  # a rule's exclusion cites; a built-in does not
+            assert bool(reason.citations) is not reason.rule.startswith("JAKCDS-")
+            assert all(c.source in result.sources for c in reason.citations)
 
 
 def test_ruleset_block_and_model_dump_is_the_document(evaluator):
