@@ -55,6 +55,7 @@ def prefetch_templates(pack: Pack) -> dict[str, str]:
 
 NOT_CHECKED = "JAKCDS-003"  # built-in: a drafted JAK inhibitor order the service could not check
 MAX_PAGES = 20  # of one search fetched from fhirServer
+MAX_BODY = 32 * 1024 * 1024  # bytes of one request (a prefetch of a long chart fits); larger is a 413
 USAGE = "Reads the chart's conditions (ICD-10-CM), labs (LOINC), medicines (RxNorm or name) and allergies."
 SERVICES = {
     "jak-options": {
@@ -290,6 +291,7 @@ def create_app(evaluator: Evaluator, settings: Settings) -> FastAPI:
         title="jakcds CDS Hooks service",
         version=evaluator.info.version,
         description="HL7 CDS Hooks 2.0: JAK inhibitor options and order checks from a cited rule pack.",
+        max_body_size=MAX_BODY,
     )
 
     async def authenticate(request: Request) -> None:

@@ -421,6 +421,14 @@ def test_the_access_token_is_not_sent_to_a_plain_http_fhir_server(call: Call) ->
     assert response.status_code == 412 and "not https" in response.json()["error"]
 
 
+def test_a_body_over_the_limit_is_413(server: Server, http: httpx.Client) -> None:
+    path = "/cds-services/jak-options"
+    body = b'{"padding": "' + b"x" * (33 * 1024 * 1024) + b'"}'
+    response = http.post(server.base + path, content=body, headers={
+        "Authorization": f"Bearer {mint(server.base + path)}", "Content-Type": "application/json"})
+    assert response.status_code == 413
+
+
 def test_unknown_service_is_404(call: Call) -> None:
     assert call("/cds-services/jak-nothing", hook("patient-view")).status_code == 404
 
