@@ -5,12 +5,14 @@ import json
 
 import pytest
 import yaml
+from jsonschema import Draft202012Validator
 
 from conftest import CASES, RULES
 import jakcds
 from jakcds.service import HookRequest, Service, Settings
 
 HOOKS = CASES / "hooks"
+REQUEST_SCHEMA = json.loads((CASES.parent / "tests" / "schemas" / "cds-hooks-2.0" / "request.schema.json").read_text())
 EXPECTED = yaml.safe_load((HOOKS / "cards.yaml").read_text())
 
 
@@ -29,3 +31,9 @@ def test_example_request_gives_the_expected_cards(name: str, service: Service):
     request = HookRequest.model_validate(json.loads((HOOKS / name).read_text()))
     cards = service.call(wanted["service"], request, asyncio.run(service.gather(request)))
     assert [f"{card['indicator']} {card['source']['topic']['code']}" for card in cards] == wanted["cards"]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED["requests"]))
+def test_example_request_is_a_valid_cds_hooks_request(name: str):
+    errors = [e.message for e in Draft202012Validator(REQUEST_SCHEMA).iter_errors(json.loads((HOOKS / name).read_text()))]
+    assert errors == []
