@@ -16,6 +16,7 @@ from jsonschema import Draft202012Validator
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    positive_data_acceptance,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -73,8 +74,15 @@ def cds_hooks_conformance(ctx: Any, response: Any, case: Any) -> bool | None:
     return None
 
 
+def feedback_accepts_valid_data(ctx: Any, response: Any, case: Any) -> bool | None:
+    """Schema-valid feedback is accepted (a hook call may still be refused for its meaning: 400, 412)."""
+    if case.path == "/cds-services/{service_id}/feedback":
+        return positive_data_acceptance(ctx, response, case)
+    return None
+
+
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
-          not_refused, cds_hooks_conformance]
+          feedback_accepts_valid_data, not_refused, cds_hooks_conformance]
 
 
 @schema.parametrize()
