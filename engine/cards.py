@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from .result import Candidate, Citation, Result, RulesetInfo, SourceInfo, Unmapped
+from .result import EVIDENCE_WORDS, Candidate, Citation, Result, RulesetInfo, SourceInfo, Unmapped, evidence_words
 from .rules import Severity
 
 RULES_SYSTEM = "urn:jakcds:rule"
@@ -23,7 +23,6 @@ OVERRIDE_REASONS = [
     {"system": OVERRIDE_SYSTEM, "code": "chart-data-wrong", "display": "The chart data behind this card is wrong or outdated"},
 ]
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
-EVIDENCE_WORDS = {"label": "US label", "case_series": "case series", "case_report": "case report", "expert_opinion": "expert opinion"}
 SUMMARY_MAX = 139  # the spec: "<140 characters"
 
 
@@ -102,7 +101,7 @@ def _highest(candidate: Candidate) -> Severity:
 def _candidate_detail(candidate: Candidate, result: Result, condition: str) -> list[str]:
     lines = [
         f"**{candidate.name}**, option {candidate.rank} for {condition}: "
-        f"{candidate.label_status.replace('_', '-')}, evidence: {EVIDENCE_WORDS[candidate.evidence]}.",
+        f"{candidate.label_status.replace('_', '-')}, evidence: {evidence_words(candidate.evidence)}.",
         "",
         candidate.rationale,
         "",

@@ -6,15 +6,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .result import Citation, Result
+from .result import Citation, Result, evidence_words
 
 SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
-EVIDENCE_WORDS = {
-    "label": "US label",
-    "case_series": "case series (low-level evidence)",
-    "case_report": "case report (low-level evidence)",
-    "expert_opinion": "expert opinion (low-level evidence)",
-}
 
 
 def _cite(citation: Citation, result: Result) -> str:
@@ -39,13 +33,13 @@ def render(result: Result, console: Console) -> None:
         for c in result.candidates:
             counts = {s: sum(x.severity == s for x in c.cautions) for s in SEVERITY_STYLE}
             summary = ", ".join(f"[{SEVERITY_STYLE[s]}]{n} {s}[/]" for s, n in counts.items() if n) or "none"
-            table.add_row(str(c.rank), c.name, c.label_status.replace("_", "-"), EVIDENCE_WORDS[c.evidence], summary)
+            table.add_row(str(c.rank), c.name, c.label_status.replace("_", "-"), evidence_words(c.evidence), summary)
         console.print(table)
     else:
         console.print("[bold]No JAK inhibitor can be suggested for this patient.[/]")
 
     for c in result.candidates:
-        console.print(f"\n[bold]{c.rank}. {c.name}[/] ({c.label_status.replace('_', '-')}, {EVIDENCE_WORDS[c.evidence]})")
+        console.print(f"\n[bold]{c.rank}. {c.name}[/] ({c.label_status.replace('_', '-')}, {evidence_words(c.evidence)})")
         console.print(f"  {c.rationale}", highlight=False)
         for citation in c.citations:
             console.print(f"    {_cite(citation, result)}", style="dim", highlight=False)

@@ -20,6 +20,12 @@ from .pack import Pack
 from .rules import Evidence, Grade, LabelStatus, Rule, Severity
 
 EVIDENCE_ORDER = ("label", "case_series", "case_report", "expert_opinion")
+EVIDENCE_WORDS = {"label": "US label", "case_series": "case series", "case_report": "case report", "expert_opinion": "expert opinion"}
+
+
+def evidence_words(evidence: str) -> str:
+    """An evidence level in words, as shown to clinicians: all but a label is flagged low-level."""
+    return EVIDENCE_WORDS[evidence] + ("" if evidence == "label" else " (low-level evidence)")
 SEVERITY_ORDER = ("critical", "warning", "info")
 NO_PROPOSAL = "JAKCDS-001"  # built-in: no active rule proposes this drug for this patient
 NO_RULES_FOR_CONDITION = "JAKCDS-002"  # built-in: the pack has no proposal rule for the condition
