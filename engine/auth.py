@@ -20,6 +20,7 @@ import yaml
 
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"]
 LEEWAY = 30  # seconds of clock skew allowed on exp and iat
+MAX_LIFETIME = 3600  # seconds: a token expiring later than this from now is refused (it would sit in the replay cache)
 REQUIRED = ["iss", "aud", "exp", "iat", "jti"]
 
 
@@ -38,6 +39,7 @@ class Verifier:
     issuers: dict[str, Issuer]
     seen: dict[str, float] = field(default_factory=dict)  # jti -> when it may be forgotten
     lock: threading.Lock = field(default_factory=threading.Lock)
+    next_sweep: float = 0.0
 
     def verify(self, authorization: str | None, audience: str) -> dict[str, Any]:
         """The claims of a trusted token, else Unauthorized."""
@@ -63,14 +65,17 @@ class Verifier:
             )
         except (jwt.PyJWTError, KeyError, TypeError, ValueError) as error:
             raise Unauthorized(f"{type(error).__name__}: {error}") from None
+        if float(claims["exp"]) > time.time() + MAX_LIFETIME:
+            raise Unauthorized(f"exp more than {MAX_LIFETIME} s ahead")
         self._first_use(str(claims["jti"]), float(claims["exp"]) + LEEWAY)
         return claims
 
     def _first_use(self, jti: str, forget_after: float) -> None:
         now = time.time()
         with self.lock:
-            if len(self.seen) > 10_000:  # drop expired entries now and then
+            if now >= self.next_sweep:  # drop expired entries once a minute
                 self.seen = {k: t for k, t in self.seen.items() if t > now}
+                self.next_sweep = now + 60
             if self.seen.get(jti, 0) > now:
                 raise Unauthorized("jti replayed")
             self.seen[jti] = forget_after

@@ -208,6 +208,7 @@ def hs256(aud: str) -> str:
 BAD_TOKENS: dict[str, Callable[[str], str | None]] = {
     "no Authorization": lambda aud: None,
     "expired": lambda aud: mint(aud, exp_in=-120),
+    "expiring in two hours": lambda aud: mint(aud, exp_in=7200),
     "wrong audience": lambda aud: mint(aud.removesuffix("/jak-options")),
     "alg none": alg_none,
     "HS256": hs256,
