@@ -53,7 +53,7 @@ def prefetch_templates(pack: Pack) -> dict[str, str]:
     }
 
 
-NOT_CHECKED = "JAKCDS-003"  # built-in: a drafted JAK inhibitor order the service could not check
+NOT_CHECKED = "JAKCDS-003"  # built-in: an order, or a chart, the service could not check
 MAX_PAGES = 20  # of one search fetched from fhirServer
 MAX_BODY = 32 * 1024 * 1024  # bytes of one request (a prefetch of a long chart fits); larger is a 413
 USAGE = "Reads the chart's conditions (ICD-10-CM), labs (LOINC), medicines (RxNorm or name) and allergies."
@@ -150,6 +150,12 @@ class Service:
         reader = self.evaluator.read_fhir(data, self.settings.as_of)
         if SERVICES[service_id]["hook"] == "patient-view":
             found = [cards.patient_view(self._result(reader, c), self._name(c)) for c in reader.skin_conditions()]
+            unread = sorted({u.resource for u in reader.sorted_unmapped() if u.resource.startswith("Condition")})
+            if not found and unread:  # say so, rather than stay silent on a chart it could not read
+                found = [[self._not_checked(
+                    reader, f"JAK inhibitor options not checked: {len(unread)} condition(s) in the chart could not be read",
+                    "jakcds found no active skin condition it can read in this chart; the conditions listed below "
+                    "were not used (it reads ICD-10-CM codes only).")]]
         else:
             found = [self._order_cards(reader, order) for order in self._orders(request)]
         issued = [card for group in found for card in group]

@@ -410,6 +410,16 @@ def test_an_order_for_a_condition_outside_the_skin_is_not_checked(call: Call) ->
         ("Tofacitinib order not checked: it is for Rheumatoid arthritis, not a skin condition", "JAKCDS-003")]
 
 
+def test_a_chart_whose_conditions_cannot_be_read_says_so(call: Call) -> None:
+    text_only = {"text": "Dermatomyositis"}  # as a chart coding it in SNOMED CT only would be read: not at all
+    body = malformed(lambda b: b["prefetch"]["conditions"]["entry"][0]["resource"].update(code=text_only))
+    cards = check_cards(call("/cds-services/jak-options", body))
+    assert [(c["source"]["topic"]["code"], c["indicator"]) for c in cards] == [("JAKCDS-003", "info")]
+    assert "Condition/dm Dermatomyositis: no ICD-10-CM code the pack maps" in cards[0]["detail"]
+    no_conditions = malformed(lambda b: b["prefetch"].update(conditions=None))
+    assert call("/cds-services/jak-options", no_conditions).json() == {"cards": []}
+
+
 def test_a_spec_extension_on_the_request_is_accepted(call: Call) -> None:
     body = malformed(lambda b: b.update(extension={"com.example.trace": "x"}))
     assert call("/cds-services/jak-options", body).status_code == 200
