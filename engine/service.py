@@ -157,7 +157,7 @@ class Service:
                     "jakcds found no active skin condition it can read in this chart; the conditions listed below "
                     "were not used (it reads ICD-10-CM codes only).")]]
         else:
-            found = [self._order_cards(reader, order) for order in self._orders(request)]
+            found = [self._order_cards(reader, order) for order in self._orders(request, reader)]
         issued = [card for group in found for card in group]
         for card in issued:
             self._remember(card["uuid"], service_id, card["source"]["topic"]["code"])
@@ -195,15 +195,18 @@ class Service:
         basis = cards.Basis(self.evaluator.info, {}, reader.sorted_unmapped())
         return cards.card(summary, "info", [detail], NOT_CHECKED, [], basis)
 
-    def _orders(self, request: HookRequest) -> list[Any]:
-        """The draft MedicationRequests to check (order-select: only the selected ones)."""
+    def _orders(self, request: HookRequest, reader: Reader) -> list[Any]:
+        """The draft MedicationRequests to check (order-select: only the selected ones); Medication
+        resources drafted with them join the reader's, for medicationReference."""
         bundle = request.context.get("draftOrders")
         if not isinstance(bundle, dict):
             raise InputError("context.draftOrders: a Bundle of draft orders is required")
         try:
-            orders = [r for _, r in resources(bundle) if r.get_resource_type() == "MedicationRequest"]
+            drafted = [r for _, r in resources(bundle)]
         except FhirError as error:
             raise InputError(f"context.draftOrders: {error}") from None
+        reader.medicines |= {r.id: r for r in drafted if r.get_resource_type() == "Medication"}
+        orders = [r for r in drafted if r.get_resource_type() == "MedicationRequest"]
         patient = request.context.get("patientId")
         for order in orders:
             subject = (order.subject.reference or "") if order.subject else ""

@@ -403,6 +403,18 @@ def test_an_order_whose_medicine_cannot_be_read_says_it_was_not_checked(call: Ca
     assert [c["summary"] for c in cards] == ["Order MedicationRequest/draft-tofa not checked: its medicine could not be read"]
 
 
+def test_an_order_whose_medication_is_drafted_with_it_is_checked(call: Call) -> None:
+    medication = {"resourceType": "Medication", "id": "tofa", "code": draft(hook("order-sign"))["medicationCodeableConcept"]}
+
+    def refer(body: dict[str, Any]) -> None:
+        draft(body).pop("medicationCodeableConcept")
+        draft(body)["medicationReference"] = {"reference": "Medication/tofa"}
+        body["context"]["draftOrders"]["entry"].append({"resource": medication})
+
+    cards = check_cards(call("/cds-services/jak-order-sign", order(refer)))
+    assert cards[0]["summary"].startswith("Tofacitinib is option 1")
+
+
 def test_an_order_for_a_condition_outside_the_skin_is_not_checked(call: Call) -> None:
     ra = {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "M06.9"}]}
     cards = check_cards(call("/cds-services/jak-order-sign", order(lambda b: draft(b).update(reasonCode=[ra]))))
