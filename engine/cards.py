@@ -33,10 +33,11 @@ class Basis:
     ruleset: RulesetInfo
     sources: dict[str, SourceInfo]
     unmapped: list[Unmapped]
+    titles: dict[str, str]  # rule id -> its title, for source.topic.display
 
     @classmethod
-    def of(cls, result: Result) -> Basis:
-        return cls(result.ruleset, result.sources, result.unmapped)
+    def of(cls, result: Result, titles: dict[str, str]) -> Basis:
+        return cls(result.ruleset, result.sources, result.unmapped, titles)
 
 
 def _summary(text: str) -> str:
@@ -50,11 +51,11 @@ def _quote(citation: Citation, sources: dict[str, SourceInfo]) -> str:
     return f"- {title} ({citation.locator}{grade}): “{citation.quote}”"
 
 
-def _source(rule: str, title: str, citations: list[Citation], basis: Basis) -> dict[str, Any]:
+def _source(rule: str, citations: list[Citation], basis: Basis) -> dict[str, Any]:
     info = basis.sources.get(citations[0].source) if citations else None
     source: dict[str, Any] = {
         "label": info.title if info else f"jakcds rule pack {basis.ruleset.name} {basis.ruleset.version}",
-        "topic": {"system": RULES_SYSTEM, "code": rule, "display": title},
+        "topic": {"system": RULES_SYSTEM, "code": rule, "display": basis.titles[rule]},
     }
     if info and info.url:
         source["url"] = info.url
@@ -75,7 +76,7 @@ def card(
         "summary": _summary(summary),
         "indicator": indicator,
         "detail": "\n".join(detail + footer),
-        "source": _source(rule, summary, citations, basis),
+        "source": _source(rule, citations, basis),
     }
     if indicator != "info":
         out["overrideReasons"] = OVERRIDE_REASONS
@@ -114,9 +115,9 @@ def _candidate_detail(candidate: Candidate, result: Result, condition: str) -> l
     return lines
 
 
-def patient_view(result: Result, condition: str) -> list[dict[str, Any]]:
+def patient_view(result: Result, condition: str, titles: dict[str, str]) -> list[dict[str, Any]]:
     """The chart overview: a card per candidate, most suitable first, or why there is none."""
-    basis, cards = Basis.of(result), []
+    basis, cards = Basis.of(result, titles), []
     for c in result.candidates:
         cautions = f", {len(c.cautions)} caution{'s' * (len(c.cautions) != 1)}" if c.cautions else ""
         summary = f"{c.rank}. {c.name} for {condition} ({c.label_status.replace('_', '-')}, {EVIDENCE_WORDS[c.evidence]}{cautions})"
@@ -129,9 +130,9 @@ def patient_view(result: Result, condition: str) -> list[dict[str, Any]]:
     return cards
 
 
-def order_review(result: Result, drug: str, condition: str) -> list[dict[str, Any]]:
+def order_review(result: Result, drug: str, condition: str, titles: dict[str, str]) -> list[dict[str, Any]]:
     """A drafted order for `drug`: a card per caution, per reason it is not suggested, or one saying it is an option."""
-    basis = Basis.of(result)
+    basis = Basis.of(result, titles)
     candidate = next((c for c in result.candidates if c.drug == drug), None)
     if candidate is None:
         excluded = next(x for x in result.excluded if x.drug == drug)

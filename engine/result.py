@@ -29,6 +29,8 @@ def evidence_words(evidence: str) -> str:
 SEVERITY_ORDER = ("critical", "warning", "info")
 NO_PROPOSAL = "JAKCDS-001"  # built-in: no active rule proposes this drug for this patient
 NO_RULES_FOR_CONDITION = "JAKCDS-002"  # built-in: the pack has no proposal rule for the condition
+BUILT_IN = {NO_PROPOSAL: "No active rule proposes this drug for this patient",
+            NO_RULES_FOR_CONDITION: "The pack has no proposal rule for this condition"}
 
 
 class Citation(BaseModel):

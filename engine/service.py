@@ -33,7 +33,7 @@ from .auth import Unauthorized, Verifier
 from .evaluate import Evaluator, InputError
 from .fhir import LOINC, FhirError, Reader, resources
 from .pack import Pack
-from .result import Result
+from .result import BUILT_IN, Result
 
 decisions = logging.getLogger("jakcds.decisions")
 feedback_log = logging.getLogger("jakcds.feedback")
@@ -133,6 +133,7 @@ class Service:
 
     def __post_init__(self) -> None:
         self.prefetch = prefetch_templates(self.evaluator.pack)
+        self.titles = BUILT_IN | {NOT_CHECKED: "Not checked by the service"} | {r.id: r.title for r in self.evaluator.rules}
 
     def discovery(self) -> dict[str, Any]:
         return {
@@ -149,7 +150,7 @@ class Service:
             raise InputError(f"prefetch patient is Patient/{patient.get('id')}, not context.patientId")
         reader = self.evaluator.read_fhir(data, self.settings.as_of)
         if SERVICES[service_id]["hook"] == "patient-view":
-            found = [cards.patient_view(self._result(reader, c), self._name(c)) for c in reader.skin_conditions()]
+            found = [cards.patient_view(self._result(reader, c), self._name(c), self.titles) for c in reader.skin_conditions()]
             unread = sorted({u.resource for u in reader.sorted_unmapped() if u.resource.startswith("Condition")})
             if not found and unread:  # say so, rather than stay silent on a chart it could not read
                 found = [[self._not_checked(
@@ -189,10 +190,10 @@ class Service:
                 reader, f"{name} order not checked: no skin condition in the chart or the order",
                 "jakcds checks JAK inhibitors for skin conditions; it found no active one it knows in the chart, "
                 "and the order names no reason it maps (ICD-10-CM).")]
-        return [card for c in conditions for card in cards.order_review(self._result(reader, c), drug, self._name(c))]
+        return [card for c in conditions for card in cards.order_review(self._result(reader, c), drug, self._name(c), self.titles)]
 
     def _not_checked(self, reader: Reader, summary: str, detail: str) -> dict[str, Any]:
-        basis = cards.Basis(self.evaluator.info, {}, reader.sorted_unmapped())
+        basis = cards.Basis(self.evaluator.info, {}, reader.sorted_unmapped(), self.titles)
         return cards.card(summary, "info", [detail], NOT_CHECKED, [], basis)
 
     def _orders(self, request: HookRequest, reader: Reader) -> list[Any]:

@@ -147,7 +147,8 @@ def check_cards(response: httpx.Response) -> list[dict[str, Any]]:
     assert schema_errors("response", document) == []
     assert healthchain_errors("response", document) == []
     assert nulls(document) == []
-    rules = {rule.id for rule in jakcds.load_pack().rules} | {"JAKCDS-001", "JAKCDS-002", "JAKCDS-003"}
+    titles = {rule.id: rule.title for rule in jakcds.load_pack().rules}
+    rules = set(titles) | {"JAKCDS-001", "JAKCDS-002", "JAKCDS-003"}
     cards = document["cards"]
     assert cards
     assert len({card["uuid"] for card in cards}) == len(cards)
@@ -155,6 +156,7 @@ def check_cards(response: httpx.Response) -> list[dict[str, Any]]:
         assert len(card["summary"]) < 140
         assert card["indicator"] in {"info", "warning", "critical"}
         assert card["source"]["topic"]["code"] in rules
+        assert card["source"]["topic"]["display"] == titles.get(card["source"]["topic"]["code"], card["source"]["topic"]["display"])
     return cards
 
 
