@@ -99,6 +99,14 @@ def _when(value: Any) -> datetime:
     return EPOCH
 
 
+def about(resource: Any, patient_refs: set[str]) -> bool:
+    """Whether a resource's subject (or patient) is one of these references, or it names none.
+    A reference may be Patient/id, a full URL ending so, or the patient entry's fullUrl."""
+    ref = getattr(resource, "subject", None) or getattr(resource, "patient", None)
+    target = (ref.reference or "") if ref is not None else ""
+    return not target or target in patient_refs or any(target.endswith("/" + p) for p in patient_refs)
+
+
 class Reader:
     """Reads one patient's resources into a profile; `unmapped` collects what was not used."""
 
@@ -141,7 +149,7 @@ class Reader:
                 continue
             if kind not in READ:
                 self.skip(resource, "", f"{kind} resources are not read")
-            elif kind != "Patient" and self.patient_refs and not self._about(resource):
+            elif kind != "Patient" and self.patient_refs and not about(resource, self.patient_refs):
                 self.skip(resource, "", "about another patient")
             else:
                 getattr(self, kind.lower())(resource)
@@ -157,11 +165,6 @@ class Reader:
             if (when, name) != latest[:2]:
                 self.skip(name, code, f"superseded by the more recent {latest[1]}")
         return latest[2]
-
-    def _about(self, resource: Any) -> bool:
-        ref = getattr(resource, "subject", None) or getattr(resource, "patient", None)
-        target = (ref.reference or "") if ref is not None else ""
-        return not target or target in self.patient_refs or any(target.endswith("/" + p) for p in self.patient_refs)
 
     def patient(self, resource: Any) -> None:
         if resource.gender in ("female", "male", "other"):
@@ -260,9 +263,10 @@ class Reader:
         if resource.medicationCodeableConcept is not None:
             return resource.medicationCodeableConcept
         ref = (resource.medicationReference.reference or "") if resource.medicationReference else ""
-        found = self.medicines.get(ref.removeprefix("#")) or self.medicines.get(ref.rpartition("Medication/")[2])
-        contained = {m.id: m for m in resource.contained or [] if m.get_resource_type() == "Medication"}
-        found = contained.get(ref.removeprefix("#")) or found
+        if ref.startswith("#"):  # a contained Medication
+            found = next((m for m in resource.contained or [] if m.id == ref[1:] and m.get_resource_type() == "Medication"), None)
+        else:
+            found = self.medicines.get(ref.rpartition("Medication/")[2])
         return found.code if found is not None else None
 
     def _failed(self, reasons: list[Any]) -> bool:

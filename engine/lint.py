@@ -60,9 +60,9 @@ def lint(path: Path | str | None = None, seeds: Path | None = None, today: datet
         return [Finding("error", "", "", str(error))]
     findings = [Finding("error", "manifest.json", "", problem) for problem in pack.manifest_problems]
     findings += _quotes(pack, seeds_dir(root, seeds))
-    for rule in pack.rules:
-        if rule.status == "active":
-            findings += [Finding(level, pack.rule_files[rule.id], rule.id, message) for level, message in _rule(rule, pack, today or datetime.date.today())]
+    proposed = {drug for r in pack.active() if r.kind == "propose" for drug in r.drugs}  # drugs a caution can reach
+    for rule in pack.active():
+        findings += [Finding(level, pack.rule_files[rule.id], rule.id, message) for level, message in _rule(rule, proposed, today or datetime.date.today())]
     return findings
 
 
@@ -84,7 +84,7 @@ def _quotes(pack: Pack, seeds: Path | None) -> list[Finding]:
     return findings
 
 
-def _rule(rule: Rule, pack: Pack, today: datetime.date) -> list[tuple[str, str]]:
+def _rule(rule: Rule, proposed: set[str], today: datetime.date) -> list[tuple[str, str]]:
     found = []
     kinds = {example.fires for example in rule.examples}
     if True not in kinds:
@@ -93,7 +93,6 @@ def _rule(rule: Rule, pack: Pack, today: datetime.date) -> list[tuple[str, str]]
         found.append(("error", "no example on which the rule must not fire"))
     if rule.when is not None:
         found += [("error", f"contradictory conditions, can never fire: {why}") for why in _contradictions(rule.when)]
-    proposed = {drug for r in pack.rules if r.status == "active" and r.kind == "propose" for drug in r.drugs}
     if rule.kind == "caution":
         for drug in sorted(set(rule.drugs) - proposed):
             found.append(("warning", f"unreachable for {drug}: cautions show on candidates, and no active rule proposes {drug}"))

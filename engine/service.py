@@ -31,9 +31,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from . import cards
 from .auth import Unauthorized, Verifier
 from .evaluate import Evaluator, InputError
-from .fhir import LOINC, FhirError, Reader, resources
+from .fhir import LOINC, FhirError, Reader, about, resources
 from .pack import Pack
-from .result import BUILT_IN, Result
+from .result import BUILT_IN
 
 decisions = logging.getLogger("jakcds.decisions")
 feedback_log = logging.getLogger("jakcds.feedback")
@@ -150,7 +150,7 @@ class Service:
             raise InputError(f"prefetch patient is Patient/{patient.get('id')}, not context.patientId")
         reader = self.evaluator.read_fhir(data, self.settings.as_of)
         if SERVICES[service_id]["hook"] == "patient-view":
-            found = [cards.patient_view(self._result(reader, c), self._name(c), self.titles) for c in reader.skin_conditions()]
+            found = [cards.patient_view(self.evaluator.evaluate_read(reader, c), self._name(c), self.titles) for c in reader.skin_conditions()]
             unread = sorted({u.resource for u in reader.sorted_unmapped() if u.resource.startswith("Condition")})
             if not found and unread:  # say so, rather than stay silent on a chart it could not read
                 found = [[self._not_checked(
@@ -166,9 +166,6 @@ class Service:
 
     def _name(self, condition: str) -> str:
         return self.evaluator.pack.diagnoses.entries[condition].name
-
-    def _result(self, reader: Reader, condition: str) -> Result:
-        return self.evaluator.evaluate_read(reader, condition)
 
     def _order_cards(self, reader: Reader, order: Any) -> list[dict[str, Any]]:
         concept = reader.medicine_concept(order)
@@ -190,7 +187,7 @@ class Service:
                 reader, f"{name} order not checked: no skin condition in the chart or the order",
                 "jakcds checks JAK inhibitors for skin conditions; it found no active one it knows in the chart, "
                 "and the order names no reason it maps (ICD-10-CM).")]
-        return [card for c in conditions for card in cards.order_review(self._result(reader, c), drug, self._name(c), self.titles)]
+        return [card for c in conditions for card in cards.order_review(self.evaluator.evaluate_read(reader, c), drug, self._name(c), self.titles)]
 
     def _not_checked(self, reader: Reader, summary: str, detail: str) -> dict[str, Any]:
         basis = cards.Basis(self.evaluator.info, {}, reader.sorted_unmapped(), self.titles)
@@ -208,11 +205,9 @@ class Service:
             raise InputError(f"context.draftOrders: {error}") from None
         reader.medicines |= {r.id: r for r in drafted if r.get_resource_type() == "Medication"}
         orders = [r for r in drafted if r.get_resource_type() == "MedicationRequest"]
-        patient = request.context.get("patientId")
         for order in orders:
-            subject = (order.subject.reference or "") if order.subject else ""
-            if subject and subject != f"Patient/{patient}" and not subject.endswith(f"/Patient/{patient}"):
-                raise InputError(f"context.draftOrders: MedicationRequest/{order.id} is for {subject}, not context.patientId")
+            if not about(order, {f"Patient/{request.context.get('patientId')}"}):
+                raise InputError(f"context.draftOrders: MedicationRequest/{order.id} is for {order.subject.reference}, not context.patientId")
         if request.hook == "order-select":
             selections = request.context.get("selections")
             if not isinstance(selections, list):
