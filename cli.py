@@ -16,7 +16,8 @@ from typing import Annotated, Any, Optional
 import typer
 
 from jakcds import InputError, PackError, evaluator
-from jakcds.fhir import is_fhir
+from jakcds.ehr.chart import evaluate_read, read_chart
+from jakcds.ehr.fhir import is_fhir
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="JAK inhibitor clinical decision support.")
 rules_app = typer.Typer(no_args_is_help=True, help="Review the rule pack: list, show, lint, manifest.")
@@ -83,10 +84,10 @@ def load(rules: Path | None, include_draft: bool = False) -> Any:
 
 
 def fhir_reader(ev: Any, data: Any, as_of: datetime | None) -> Any:
-    """A Reader of FHIR input (jakcds.fhir), for the FHIR options too."""
+    """A Reader of FHIR input (jakcds.ehr.fhir), for the FHIR options too."""
     if not is_fhir(data):
         fail("--condition and --as-of apply to FHIR input only")
-    return ev.read_fhir(data, as_of.date() if as_of else None)
+    return read_chart(ev, data, as_of.date() if as_of else None)
 
 
 @app.callback()
@@ -110,7 +111,7 @@ def evaluate(
     ev = load(rules, include_draft)
     try:
         if condition or as_of or is_fhir(data):
-            result = ev.evaluate_read(fhir_reader(ev, data, as_of), condition)
+            result = evaluate_read(ev, fhir_reader(ev, data, as_of), condition)
         else:
             result = ev.evaluate(data)
     except InputError as error:
@@ -120,7 +121,7 @@ def evaluate(
     else:
         from rich.console import Console
 
-        from jakcds.render import render
+        from jakcds.views.text import render
 
         render(result, Console())
 
@@ -135,7 +136,7 @@ def explain(
     as_of: AsOfOption = None,
 ) -> None:
     """Why a drug is a candidate or not: each rule that concerns it, and the values it compared."""
-    from jakcds.explain import explain as explain_drug
+    from jakcds.review.explain import explain as explain_drug
 
     data = read_patient(patient)
     ev = load(rules)
@@ -165,7 +166,7 @@ def run_tests(
     include_draft: Annotated[bool, typer.Option("--include-draft", help="also run draft rules and their examples")] = False,
 ) -> None:
     """Run the golden cases and every rule's examples: PASS / FAIL / TODO, one line each."""
-    from jakcds.cases import run_all
+    from jakcds.review.cases import run_all
 
     outcomes = run_all(path, load(rules, include_draft))
     for outcome in outcomes:
@@ -185,8 +186,8 @@ def coverage(
     rules: RulesOption = None,
 ) -> None:
     """Which active rules fired in the golden cases and rule examples, and which never did."""
-    from jakcds.cases import coverage as rule_coverage
-    from jakcds.cases import run_all
+    from jakcds.review.cases import coverage as rule_coverage
+    from jakcds.review.cases import run_all
 
     ev = load(rules)
     counts = rule_coverage(run_all(path, ev), ev)
@@ -234,8 +235,8 @@ def serve(
 
     import uvicorn
 
-    from jakcds.auth import Verifier, load_issuers
-    from jakcds.service import Settings, create_app
+    from jakcds.ehr.auth import Verifier, load_issuers
+    from jakcds.ehr.service import Settings, create_app
 
     if insecure_dev == bool(issuers):
         fail("give --issuers (JWT allow-list), or --insecure-dev for a local trial without authentication")
@@ -290,7 +291,7 @@ def rules_show(
     rules: RulesOption = None,
 ) -> None:
     """The whole rule for a reviewer: conditions in plain words, output, citations, examples, dates."""
-    from jakcds.describe import rule_document
+    from jakcds.review.describe import rule_document
 
     pack = load(rules).pack
     rule = next((r for r in pack.rules if r.id == rule_id.upper()), None)
@@ -321,8 +322,8 @@ def rules_lint(
     """Check the pack: schema, manifest, seed quotes, examples, contradictions, review dates."""
     from dataclasses import asdict
 
-    from jakcds.lint import lint
-    from jakcds.pack import default_path
+    from jakcds.review.lint import lint
+    from jakcds.knowledge.pack import default_path
 
     findings = lint(rules or default_path(), seeds)
     errors = sum(f.level == "error" for f in findings)
@@ -339,7 +340,7 @@ def rules_lint(
 @rules_app.command("manifest")
 def rules_manifest(rules: RulesOption = None) -> None:
     """Record the pack's files as approved (after review): writes manifest.json."""
-    from jakcds.pack import write_manifest
+    from jakcds.knowledge.pack import write_manifest
 
     manifest = write_manifest(rules)
     typer.echo(f"manifest.json: version {manifest['version']}, {len(manifest['files'])} files, sha256 {manifest['sha256']}")

@@ -5,12 +5,13 @@
     result.candidates[0].drug, result.model_dump(mode="json")
 """
 
-from .compiler import CompileError
-from .evaluate import Evaluator, InputError, evaluate, evaluate_fhir, evaluator
-from .pack import Pack, PackError, load_pack
-from .patient import Patient
-from .result import Result
-from .session import EngineError
+from .decision.compiler import CompileError
+from .decision.evaluate import Evaluator, InputError, evaluate, evaluator
+from .decision.patient import Patient
+from .decision.result import Result
+from .decision.session import EngineError
+from .ehr.chart import evaluate_fhir
+from .knowledge.pack import Pack, PackError, load_pack
 
 __all__ = [
     "CompileError",

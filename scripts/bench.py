@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 import jakcds
-from jakcds.facts import build_fact, observed
-from jakcds.result import assemble
+from jakcds.decision.facts import build_fact, observed
+from jakcds.decision.result import assemble
 
 CASES = Path(__file__).resolve().parents[1] / "cases"
 

@@ -1,6 +1,6 @@
 """Keys and JWTs for the CDS Hooks service tests: a trusted EHR issuer (ES384 and RS384 keys in
 its JWKS) and an unknown issuer, generated at import; `mint` signs a token, `write_issuers`
-writes the allow-list that `jakcds.auth.load_issuers` reads."""
+writes the allow-list that `jakcds.ehr.auth.load_issuers` reads."""
 
 from __future__ import annotations
 

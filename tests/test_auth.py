@@ -4,7 +4,7 @@ its ES384 token verifies against its JWK Set, and is then refused only because i
 import jwt
 import pytest
 
-from jakcds.auth import Issuer, Unauthorized, Verifier
+from jakcds.ehr.auth import Issuer, Unauthorized, Verifier
 
 SPEC_JWKS = {"keys": [{
     "kty": "EC", "use": "sig", "crv": "P-384", "kid": "example-kid", "alg": "ES384",

@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from conftest import CASES
-from jakcds.cases import case_dirs, run_case
+from jakcds.review.cases import case_dirs, run_case
 
 DIRS = case_dirs(CASES)
 

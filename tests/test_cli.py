@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import CASES, WENZEL
-from jakcds.pack import write_manifest
+from jakcds.knowledge.pack import write_manifest
 
 from pathlib import Path
 

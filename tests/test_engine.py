@@ -7,12 +7,12 @@ import pytest
 import yaml
 
 import jakcds
-from jakcds.pack import write_manifest
+from jakcds.knowledge.pack import write_manifest
 from conftest import RULES, WENZEL, fired
-from jakcds.compiler import MAX_RULES, CompileError, compile_rules
-from jakcds.facts import build_fact
-from jakcds.patient import parse_patient
-from jakcds.session import RuleEngine
+from jakcds.decision.compiler import MAX_RULES, CompileError, compile_rules
+from jakcds.decision.facts import build_fact
+from jakcds.decision.patient import parse_patient
+from jakcds.decision.session import RuleEngine
 
 
 def test_no_background_threads(evaluator):

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 import jakcds
 from conftest import CASES, RULES
 from fhir_r4.validate import EXAMPLES, r4_schema_errors
-from jakcds.cases import evaluate_case, project
+from jakcds.ehr.chart import evaluate_chart
+from jakcds.review.cases import evaluate_case, project
 
 AS_OF = datetime.date(2026, 11, 23)
 ICD = "http://hl7.org/fhir/sid/icd-10-cm"
@@ -93,7 +94,7 @@ def test_shipped_fhir_is_valid_against_the_official_r4_schema(path):
 
 def test_a_prefetch_map_reads_like_the_bundle_it_came_from(evaluator):
     prefetch = json.loads((CASES / "hooks" / "patient-view.json").read_text())["prefetch"]
-    from_prefetch = evaluator.evaluate_fhir(prefetch, as_of=AS_OF)
+    from_prefetch = evaluate_chart(evaluator, prefetch, as_of=AS_OF)
     from_bundle = evaluate_case(CASES / "dermatomyositis-refractory-fhir", evaluator)
     assert project(from_prefetch) == project(from_bundle)
 

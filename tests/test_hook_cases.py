@@ -9,7 +9,7 @@ from jsonschema import Draft202012Validator
 
 from conftest import CASES, RULES
 import jakcds
-from jakcds.service import HookRequest, Service, Settings
+from jakcds.ehr.service import HookRequest, Service, Settings
 
 HOOKS = CASES / "hooks"
 REQUEST_SCHEMA = json.loads((CASES.parent / "tests" / "schemas" / "cds-hooks-2.0" / "request.schema.json").read_text())

@@ -12,7 +12,7 @@ import pytest
 import jakcds
 from conftest import SEEDS
 from jakcds import InputError, PackError, load_pack
-from jakcds.lint import normalise_quote, quote_found
+from jakcds.review.lint import normalise_quote, quote_found
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "rules"
@@ -306,7 +306,7 @@ def test_label_cases_render_as_text(name):
 
     from rich.console import Console
 
-    from jakcds.render import render
+    from jakcds.views.text import render
 
     buffer = io.StringIO()
     render(_case(name), Console(file=buffer, width=120))

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 import jakcds
-from jakcds.pack import write_manifest
+from jakcds.knowledge.pack import write_manifest
 from conftest import RULES
 
 

@@ -7,7 +7,7 @@ import pytest
 
 import jakcds
 from conftest import CASES, WENZEL
-from jakcds.cases import case_dirs, evaluate_case
+from jakcds.review.cases import case_dirs, evaluate_case
 
 EXAMPLES = [ex.patient for rule in jakcds.load_pack().rules for ex in rule.examples]
 

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from conftest import CASES, RULES, SEEDS
-from jakcds.lint import lint
-from jakcds.pack import write_manifest
+from jakcds.review.lint import lint
+from jakcds.knowledge.pack import write_manifest
 from test_cli import run
 
 

@@ -4,7 +4,7 @@ import pytest
 
 import jakcds
 from conftest import RULES
-from jakcds.cases import run_examples
+from jakcds.review.cases import run_examples
 
 OUTCOMES = run_examples(jakcds.evaluator(RULES))
 

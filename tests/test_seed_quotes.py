@@ -3,7 +3,7 @@
 import pytest
 
 from conftest import SEEDS
-from jakcds.lint import normalise_quote as normalise
+from jakcds.review.lint import normalise_quote as normalise
 
 
 def seed_citations(pack):

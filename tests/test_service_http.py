@@ -26,7 +26,7 @@ from jsonschema import Draft202012Validator
 
 import jakcds
 from cds_keys import ISSUER, RSA_KEY, UNKNOWN_ISSUER, UNKNOWN_KEY, mint, write_issuers
-from jakcds.service import prefetch_templates
+from jakcds.ehr.service import prefetch_templates
 from second_opinion import healthchain_errors
 
 REPO = Path(__file__).resolve().parents[1]

@@ -23,8 +23,8 @@ from schemathesis.specs.openapi.checks import (
 
 import jakcds
 from cds_keys import mint, write_issuers
-from jakcds.auth import Verifier, load_issuers
-from jakcds.service import SERVICES, Settings, create_app
+from jakcds.ehr.auth import Verifier, load_issuers
+from jakcds.ehr.service import SERVICES, Settings, create_app
 
 BASE = "http://testserver"  # the ASGI client's base URL, so every aud starts with it
 SCHEMAS = Path(__file__).resolve().parent / "schemas" / "cds-hooks-2.0"

@@ -4,7 +4,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import jakcds
 from conftest import CASES
-from jakcds.cases import case_dirs
+from jakcds.review.cases import case_dirs
 
 import json
 

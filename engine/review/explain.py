@@ -10,11 +10,11 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-from .compiler import PATIENT, build_ruleset, compile_test
+from ..decision.compiler import PATIENT, build_ruleset, compile_test
+from ..decision.evaluate import Evaluator
+from ..decision.facts import build_fact, observed
+from ..decision.session import RuleEngine
 from .describe import describe_test
-from .evaluate import Evaluator
-from .facts import build_fact, observed
-from .session import RuleEngine
 
 _engines: weakref.WeakKeyDictionary[Evaluator, RuleEngine] = weakref.WeakKeyDictionary()
 

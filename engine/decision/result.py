@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .pack import Pack
-from .rules import Evidence, Grade, LabelStatus, Rule, Severity
+from ..knowledge.pack import Pack
+from ..knowledge.rules import Evidence, Grade, LabelStatus, Rule, Severity
 
 EVIDENCE_ORDER = ("label", "case_series", "case_report", "expert_opinion")
 EVIDENCE_WORDS = {"label": "US label", "case_series": "case series", "case_report": "case report", "expert_opinion": "expert opinion"}

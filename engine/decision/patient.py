@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from .vocabulary import UnknownCode, Vocabulary
+from ..knowledge.catalogue import ENUMS
+from ..knowledge.vocabulary import UnknownCode, Vocabulary
 
 if TYPE_CHECKING:
-    from .pack import Pack
+    from ..knowledge.pack import Pack
 
 Number = int | float
 
@@ -37,9 +38,9 @@ class Patient(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     age: int | None = Field(None, ge=0, le=130, description="years")
-    sex: Literal["female", "male", "other"] | None = None
+    sex: Literal[ENUMS["sex"]] | None = None
     condition: str = Field(description="the skin disease to treat: code, synonym or ICD-10-CM")
-    severity: Literal["mild", "moderate", "severe"] | None = None
+    severity: Literal[ENUMS["severity"]] | None = None
     failed_therapies: list[str] = []
     contraindicated_therapies: list[str] = []
     comorbidities: list[str] = []
@@ -47,13 +48,13 @@ class Patient(BaseModel):
     medications: list[str] = []
     pregnant: bool | None = None
     breastfeeding: bool | None = None
-    smoking: Literal["never", "former", "current"] | None = None
+    smoking: Literal[ENUMS["smoking"]] | None = None
     # Read by the US-label rules. Like every field but condition, optional: unknown is absent from the fact.
     weight_kg: float | None = Field(None, gt=0, le=500, allow_inf_nan=False, description="body weight, kg")
     bsa_percent: float | None = Field(
         None, ge=0, le=100, allow_inf_nan=False, description="body-surface area affected by the skin disease, %"
     )
-    child_pugh: Literal["A", "B", "C"] | None = Field(None, description="Child-Pugh class of hepatic impairment")
+    child_pugh: Literal[ENUMS["child_pugh"]] | None = Field(None, description="Child-Pugh class of hepatic impairment")
     cardiovascular_risk_factors: int | None = Field(
         None,
         ge=0,
@@ -61,15 +62,15 @@ class Patient(BaseModel):
         description="how many cardiovascular risk factors the clinician counts (the labels do not list them); "
         "smoking is also its own field",
     )
-    tb_status: Literal["negative", "latent", "active", "unknown"] | None = None
-    hepatitis_b: Literal["negative", "resolved", "active", "unknown"] | None = Field(
+    tb_status: Literal[ENUMS["tb_status"]] | None = None
+    hepatitis_b: Literal[ENUMS["hepatitis_b"]] | None = Field(
         None, description="resolved: HBsAg negative with anti-HBc (+/- anti-HBs) positive"
     )
-    hepatitis_c: Literal["negative", "resolved", "active", "unknown"] | None = None
-    cyp2c9: Literal["poor", "intermediate", "normal", "rapid", "ultrarapid"] | None = Field(
+    hepatitis_c: Literal[ENUMS["hepatitis_c"]] | None = None
+    cyp2c9: Literal[ENUMS["cyp2c9"]] | None = Field(
         None, description="CYP2C9 metaboliser phenotype"
     )
-    cyp2c19: Literal["poor", "intermediate", "normal", "rapid", "ultrarapid"] | None = Field(
+    cyp2c19: Literal[ENUMS["cyp2c19"]] | None = Field(
         None, description="CYP2C19 metaboliser phenotype"
     )
     planned_live_vaccine: bool | None = Field(None, description="a live vaccine is planned before or during treatment")

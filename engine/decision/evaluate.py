@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import threading
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from ..knowledge.pack import Pack, default_path, load_pack
 from .compiler import compile_rules
 from .facts import build_fact, observed
-from .fhir import FhirError, Reader, resources
-from .pack import Pack, default_path, load_pack
 from .patient import Patient, parse_patient
 from .result import Result, RulesetInfo, assemble
 from .session import RuleEngine
-from .vocabulary import UnknownCode
 
 
 class InputError(ValueError):
@@ -66,27 +63,6 @@ class Evaluator:
     def evaluate(self, data: dict[str, Any] | Patient) -> Result:
         return self.run(self.parse(data))
 
-    def read_fhir(self, data: dict[str, Any], as_of: date | None = None) -> Reader:
-        """Read FHIR R4 input (a Bundle, a resource, or a CDS Hooks prefetch map); ages on `as_of` (default today)."""
-        reader = Reader(self.pack, as_of or date.today())
-        try:
-            reader.read(resources(data))
-        except FhirError as error:
-            raise InputError(str(error)) from None
-        return reader
-
-    def evaluate_read(self, reader: Reader, condition: str | None = None) -> Result:
-        """Evaluate what a Reader read, treating `condition` (default: the one active skin condition)."""
-        try:
-            profile = reader.profile_for(condition)
-        except (FhirError, UnknownCode) as error:
-            raise InputError(str(error)) from None
-        result = self.evaluate(profile)
-        return result.model_copy(update={"unmapped": reader.sorted_unmapped(), "as_of": reader.as_of.isoformat()})
-
-    def evaluate_fhir(self, data: dict[str, Any], condition: str | None = None, as_of: date | None = None) -> Result:
-        return self.evaluate_read(self.read_fhir(data, as_of), condition)
-
     def run(self, patient: Patient) -> Result:
         """Evaluate a profile already parsed by `parse` (for this pack)."""
         fired = self.engine.run(build_fact(patient, self.pack))
@@ -121,14 +97,3 @@ def evaluate(
     """Evaluate one patient profile (a dict in the input contract, or a Patient)."""
     return evaluator(rules, include_draft).evaluate(patient)
 
-
-def evaluate_fhir(
-    data: dict[str, Any],
-    *,
-    condition: str | None = None,
-    as_of: date | None = None,
-    rules: Path | str | None = None,
-    include_draft: bool = False,
-) -> Result:
-    """Evaluate FHIR R4 input: a Bundle, one resource, or a CDS Hooks prefetch map."""
-    return evaluator(rules, include_draft).evaluate_fhir(data, condition, as_of)

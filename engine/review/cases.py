@@ -23,8 +23,9 @@ from typing import Any
 
 import yaml
 
-from .evaluate import Evaluator, InputError
-from .result import Result
+from ..decision.evaluate import Evaluator, InputError
+from ..decision.result import Result
+from ..ehr.chart import evaluate_chart
 
 
 @dataclass
@@ -74,7 +75,7 @@ def evaluate_case(directory: Path, evaluator: Evaluator, expected: dict[str, Any
     if (directory / "bundle.json").is_file():
         expected = expected or _expected(directory)
         bundle = json.loads((directory / "bundle.json").read_text(encoding="utf-8"))
-        return evaluator.evaluate_fhir(bundle, expected.get("condition"), date.fromisoformat(str(expected["as_of"])))
+        return evaluate_chart(evaluator, bundle, expected.get("condition"), date.fromisoformat(str(expected["as_of"])))
     return evaluator.evaluate(json.loads((directory / "patient.json").read_text(encoding="utf-8")))
 
 

@@ -12,7 +12,7 @@ import json
 from collections import Counter
 from typing import Any
 
-from .rules import Group, Rule, Test
+from ..knowledge.rules import Group, Rule, Test
 
 SENTINEL = "$sentinel"  # asserted first in every session, so delete_state is always safe
 PATIENT = {"t": "patient"}

@@ -28,12 +28,13 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from ..decision.evaluate import Evaluator, InputError
+from ..decision.result import BUILT_IN
+from ..knowledge.pack import Pack
 from . import cards
 from .auth import Unauthorized, Verifier
-from .evaluate import Evaluator, InputError
+from .chart import evaluate_read, read_chart
 from .fhir import LOINC, FhirError, Reader, about, resources
-from .pack import Pack
-from .result import BUILT_IN
 
 decisions = logging.getLogger("jakcds.decisions")
 feedback_log = logging.getLogger("jakcds.feedback")
@@ -148,9 +149,9 @@ class Service:
         patient = data.get("patient")
         if isinstance(patient, dict) and patient.get("id") != request.context.get("patientId"):
             raise InputError(f"prefetch patient is Patient/{patient.get('id')}, not context.patientId")
-        reader = self.evaluator.read_fhir(data, self.settings.as_of)
+        reader = read_chart(self.evaluator, data, self.settings.as_of)
         if SERVICES[service_id]["hook"] == "patient-view":
-            found = [cards.patient_view(self.evaluator.evaluate_read(reader, c), self._name(c), self.titles) for c in reader.skin_conditions()]
+            found = [cards.patient_view(evaluate_read(self.evaluator, reader, c), self._name(c), self.titles) for c in reader.skin_conditions()]
             unread = sorted({u.resource for u in reader.sorted_unmapped() if u.resource.startswith("Condition")})
             if not found and unread:  # say so, rather than stay silent on a chart it could not read
                 found = [[self._not_checked(
@@ -187,7 +188,7 @@ class Service:
                 reader, f"{name} order not checked: no skin condition in the chart or the order",
                 "jakcds checks JAK inhibitors for skin conditions; it found no active one it knows in the chart, "
                 "and the order names no reason it maps (ICD-10-CM).")]
-        return [card for c in conditions for card in cards.order_review(self.evaluator.evaluate_read(reader, c), drug, self._name(c), self.titles)]
+        return [card for c in conditions for card in cards.order_review(evaluate_read(self.evaluator, reader, c), drug, self._name(c), self.titles)]
 
     def _not_checked(self, reader: Reader, summary: str, detail: str) -> dict[str, Any]:
         basis = cards.Basis(self.evaluator.info, {}, reader.sorted_unmapped(), self.titles)

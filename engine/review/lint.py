@@ -8,8 +8,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .pack import Pack, PackError, Source, default_path, load_pack
-from .rules import Group, Rule, Test
+from ..knowledge.pack import Pack, PackError, Source, default_path, load_pack
+from ..knowledge.rules import Group, Rule, Test
 
 _TYPOGRAPHIC = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "\u00a0": " ", "μ": "µ"})
 

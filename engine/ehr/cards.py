@@ -12,8 +12,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from .result import EVIDENCE_WORDS, Candidate, Citation, Result, RulesetInfo, SourceInfo, Unmapped, evidence_words
-from .rules import Severity
+from ..decision.result import EVIDENCE_WORDS, Candidate, Citation, Result, RulesetInfo, SourceInfo, Unmapped, evidence_words
+from ..knowledge.rules import Severity
 
 RULES_SYSTEM = "urn:jakcds:rule"
 OVERRIDE_SYSTEM = "urn:jakcds:override-reason"

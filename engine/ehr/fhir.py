@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from .result import Unmapped
-from .vocabulary import UnknownCode
+from ..decision.result import Unmapped
+from ..knowledge.vocabulary import UnknownCode
 
 if TYPE_CHECKING:
-    from .pack import Pack
+    from ..knowledge.pack import Pack
 
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 LOINC = "http://loinc.org"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .facts import catalogue
-from .pack import Pack
-from .rules import Group, Rule, Test
+from ..knowledge.catalogue import catalogue
+from ..knowledge.pack import Pack
+from ..knowledge.rules import Group, Rule, Test
 
 _COMPARE = {"lt": "<", "lte": "≤", "gt": ">", "gte": "≥"}
 

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from . import facts
+from .catalogue import catalogue
 from .rules import Rule
 from .vocabulary import Drug, Lab, Vocabulary
 
@@ -221,7 +221,7 @@ def _vocabulary(docs: dict[str, Any], kind: str) -> Vocabulary:
 
 
 def _rules(pack: Pack, docs: dict[str, Any]) -> list[tuple[Rule, str]]:
-    context = {"pack": pack, "catalogue": facts.catalogue(pack)}
+    context = {"pack": pack, "catalogue": catalogue(pack)}
     found: dict[str, tuple[Rule, str]] = {}
     for name, doc in docs.items():
         if name in ("pack.yaml", "sources.yaml") or name.startswith(f"{VOCABULARY}/"):

@@ -1,0 +1,1 @@
+"""EHR integration: FHIR R4 input (fhir, chart), CDS Hooks cards and service, JWT auth."""

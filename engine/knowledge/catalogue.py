@@ -1,0 +1,61 @@
+"""The fact catalogue: every patient fact a rule condition may test, with its type.
+
+The profile (`decision/patient.py`) takes its enum fields' values from here, so the compiler's
+check of a rule and the validation of a patient read one list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from .pack import Pack
+
+# Patient fields tested as they are (labs come from the pack's labs.yaml), by type; number -> unit.
+NUMBERS = {"age": "years", "weight_kg": "kg", "bsa_percent": "%", "cardiovascular_risk_factors": "count"}
+PHENOTYPES = ("poor", "intermediate", "normal", "rapid", "ultrarapid")
+INFECTION = ("negative", "resolved", "active", "unknown")
+ENUMS: dict[str, tuple[str, ...]] = {
+    "sex": ("female", "male", "other"),
+    "severity": ("mild", "moderate", "severe"),
+    "smoking": ("never", "former", "current"),
+    "child_pugh": ("A", "B", "C"),
+    "tb_status": ("negative", "latent", "active", "unknown"),
+    "hepatitis_b": INFECTION,
+    "hepatitis_c": INFECTION,
+    "cyp2c9": PHENOTYPES,
+    "cyp2c19": PHENOTYPES,
+}
+BOOLS = ("pregnant", "breastfeeding", "planned_live_vaccine")
+SCALARS = (*NUMBERS, *ENUMS, *BOOLS)
+# fact name -> (patient field(s), vocabulary)
+CODE_LISTS = {
+    "condition": (("condition",), "diagnoses"),
+    "comorbidities": (("comorbidities",), "diagnoses"),
+    "failed_therapies": (("failed_therapies",), "treatments"),
+    "contraindicated_therapies": (("contraindicated_therapies",), "treatments"),
+    "failed_or_contraindicated_therapies": (("failed_therapies", "contraindicated_therapies"), "treatments"),
+    "medications": (("medications",), "treatments"),
+}
+
+
+@dataclass(frozen=True)
+class FactSpec:
+    name: str
+    type: Literal["number", "codes", "enum", "bool"]
+    vocabulary: str = ""  # for codes: diagnoses | treatments
+    values: tuple[str, ...] = ()  # for enum
+    unit: str = ""  # for number
+
+
+def catalogue(pack: Pack) -> dict[str, FactSpec]:
+    """Every fact a rule may test, with its type: the compiler checks rules against it."""
+    specs = [
+        *(FactSpec(name, "number", unit=unit) for name, unit in NUMBERS.items()),
+        *(FactSpec(name, "enum", values=values) for name, values in ENUMS.items()),
+        *(FactSpec(name, "bool") for name in BOOLS),
+        *(FactSpec(name, "codes", vocabulary=vocab) for name, (_, vocab) in CODE_LISTS.items()),
+        *(FactSpec(name, "number", unit=lab.unit) for name, lab in pack.labs.items()),
+    ]
+    return {spec.name: spec for spec in specs}

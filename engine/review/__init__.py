@@ -1,0 +1,1 @@
+"""The rule reviewer's tools: lint, golden cases and coverage, explain, describe."""
