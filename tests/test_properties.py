@@ -76,3 +76,22 @@ def test_any_input_gives_a_result_or_a_one_line_input_error(patient, condition):
         EVALUATOR.evaluate(patient)
     except jakcds.InputError as error:
         assert str(error) and "\n" not in str(error)
+
+
+@settings(max_examples=150, deadline=None)
+@given(patients)
+def test_a_critical_finding_never_ranks_above_a_candidate_without_one(patient):
+    critical = [any(c.severity == "critical" for c in cand.cautions) for cand in EVALUATOR.evaluate(patient).candidates]
+    assert critical == sorted(critical), critical
+
+
+DRUGS = sorted(PACK.drugs)
+
+
+@settings(max_examples=150, deadline=None)
+@given(patients, st.sampled_from(DRUGS), st.sampled_from(["failed_therapies", "contraindicated_therapies"]))
+def test_a_drug_recorded_as_failed_is_never_proposed_again(patient, drug, field):
+    result = EVALUATOR.evaluate({**patient, field: [*patient.get(field, []), drug]})
+    assert drug not in [c.drug for c in result.candidates]
+    reasons = next(x.reasons for x in result.excluded if x.drug == drug)
+    assert reasons[0].rule == "JAKCDS-004"

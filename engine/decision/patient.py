@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ..knowledge.catalogue import ENUMS
 from ..knowledge.vocabulary import UnknownCode, Vocabulary
@@ -74,6 +74,13 @@ class Patient(BaseModel):
         None, description="CYP2C19 metaboliser phenotype"
     )
     planned_live_vaccine: bool | None = Field(None, description="a live vaccine is planned before or during treatment")
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Patient:
+        for field in ("pregnant", "breastfeeding"):
+            if getattr(self, field) and self.sex == "male":
+                raise ValueError(f"{field}: true contradicts sex: male")
+        return self
 
     @field_validator("condition")
     @classmethod

@@ -1,6 +1,7 @@
 """The result (output contract) and its assembly from the rules that fired.
 
-Ranking (documented in the README): for each drug its best surviving proposal decides, by
+Ranking (documented in the README): a drug with a critical caution never ranks above one without;
+then its best surviving proposal decides, by
   1. on-label before off-label (for the condition being treated),
   2. specificity: more patient facts the proposing rule required (a rule fitted to this
      profile, e.g. chilblain lupus *with* myelofibrosis, before a broader one),
@@ -29,8 +30,10 @@ def evidence_words(evidence: str) -> str:
 SEVERITY_ORDER = ("critical", "warning", "info")
 NO_PROPOSAL = "JAKCDS-001"  # built-in: no active rule proposes this drug for this patient
 NO_RULES_FOR_CONDITION = "JAKCDS-002"  # built-in: the pack has no proposal rule for the condition
+ALREADY_FAILED = "JAKCDS-004"  # built-in: the patient's record says this drug failed or is contraindicated
 BUILT_IN = {NO_PROPOSAL: "No active rule proposes this drug for this patient",
-            NO_RULES_FOR_CONDITION: "The pack has no proposal rule for this condition"}
+            NO_RULES_FOR_CONDITION: "The pack has no proposal rule for this condition",
+            ALREADY_FAILED: "The drug is recorded as failed or contraindicated for this patient"}
 
 
 class Citation(BaseModel):
@@ -174,6 +177,7 @@ def assemble(
                 notes.append({"rule": rule.id, "message": rule.message, "citations": rule.citation_docs})
 
     condition = pack.diagnoses.entries[patient["condition"]].name
+    tried = set(patient["failed_therapies"]) | set(patient["contraindicated_therapies"])
     ranked, excluded = [], []
     for drug, info in sorted(pack.drugs.items()):
         proposals = by_kind["propose"][drug]
@@ -182,11 +186,15 @@ def assemble(
             (p for p in proposals if not any(x.scope == "all" or p.label_status == "off_label" for x in excludes)),
             key=proposal_key,
         )
-        if surviving:
-            ranked.append((proposal_key(surviving[0])[:3], drug, info.name, surviving, by_kind["caution"][drug]))
+        if surviving and drug not in tried:
+            cautions = by_kind["caution"][drug]
+            critical = any(c.severity == "critical" for c in cautions)
+            ranked.append(((critical, *proposal_key(surviving[0])[:3]), drug, info.name, surviving, cautions))
             continue
         reasons = [{"rule": x.id, "message": x.message, "citations": x.citation_docs} for x in excludes]
-        if not proposals:
+        if drug in tried:
+            reasons.insert(0, {"rule": ALREADY_FAILED, "message": f"{info.name} is recorded as failed or contraindicated for this patient: not proposed again.", "citations": []})
+        elif not proposals:
             reasons.insert(0, {"rule": NO_PROPOSAL, "message": f"No active rule proposes {info.name} for {condition} in this patient.", "citations": []})
         excluded.append({"drug": drug, "name": info.name, "reasons": reasons})
 
