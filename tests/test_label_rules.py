@@ -285,8 +285,9 @@ def test_case_platelets_40_myelofibrosis():
 def test_case_active_serious_infection():
     result = _case("active-serious-infection")
     assert "LABEL-UPA-005" in _excluded_by(result, "upadacitinib")
-    for drug, rule in [("baricitinib", "LABEL-BAR-003"), ("ritlecitinib", "LABEL-RIT-005"), ("deuruxolitinib", "LABEL-DEU-009")]:
-        assert _cautions(result, drug)[rule] == "critical"
+    for drug in ("tofacitinib", "baricitinib", "ritlecitinib"):  # their labels say avoid
+        assert "LABEL-CLASS-016" in _excluded_by(result, drug)
+    assert _cautions(result, "deuruxolitinib")["LABEL-DEU-009"] == "critical"  # its label says interrupt only
 
 
 def test_drafts_run_only_when_asked():

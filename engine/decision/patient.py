@@ -62,7 +62,9 @@ class Patient(BaseModel):
         description="how many cardiovascular risk factors the clinician counts (the labels do not list them); "
         "smoking is also its own field",
     )
-    tb_status: Literal[ENUMS["tb_status"]] | None = None
+    tb_status: Literal[ENUMS["tb_status"]] | None = Field(
+        None, description="latent: latent TB not yet treated; latent_treated: preventive therapy started or completed"
+    )
     hepatitis_b: Literal[ENUMS["hepatitis_b"]] | None = Field(
         None, description="resolved: HBsAg negative with anti-HBc (+/- anti-HBs) positive"
     )

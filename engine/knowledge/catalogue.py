@@ -21,7 +21,7 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "severity": ("mild", "moderate", "severe"),
     "smoking": ("never", "former", "current"),
     "child_pugh": ("A", "B", "C"),
-    "tb_status": ("negative", "latent", "active", "unknown"),
+    "tb_status": ("negative", "latent", "latent_treated", "active", "unknown"),
     "hepatitis_b": INFECTION,
     "hepatitis_c": INFECTION,
     "cyp2c9": PHENOTYPES,
