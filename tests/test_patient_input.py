@@ -75,7 +75,7 @@ def test_equivalent_units_give_identical_results(evaluator, unit, value):
 def test_unknown_is_not_false(evaluator):
     """No platelet count: the ruxolitinib rule that needs it says so, instead of assuming normal."""
     result = evaluate(evaluator, labs={})
-    ruxolitinib = next(c for c in result.candidates if c.drug == "ruxolitinib")
-    needed = [c for c in ruxolitinib.cautions if c.rule == "SEED-RUX-003"]
-    assert needed and needed[0].message.startswith("Platelet count needed")
+    platelets = next(p for p in result.before_starting if p.fact == "platelets")
+    needed = [r for r in platelets.rules if r.rule == "SEED-RUX-003"]
+    assert "ruxolitinib" in platelets.drugs and needed[0].message.startswith("Platelet count needed")
     assert result.patient["labs"] == {} and result.patient["severity"] is None

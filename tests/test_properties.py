@@ -95,3 +95,35 @@ def test_a_drug_recorded_as_failed_is_never_proposed_again(patient, drug, field)
     assert drug not in [c.drug for c in result.candidates]
     reasons = next(x.reasons for x in result.excluded if x.drug == drug)
     assert reasons[0].rule == "JAKCDS-004"
+
+
+# a normal value for each fact the result may ask for
+ANSWERS = {"platelets": 250, "lymphocytes": 2000, "neutrophils": 4000, "hemoglobin": 14, "egfr": 95,
+           "tb_status": "negative", "hepatitis_b": "negative", "hepatitis_c": "negative", "cyp2c9": "normal"}
+
+
+def _answer(patient: dict, fact: str) -> dict:
+    if fact in PACK.labs:
+        return {**patient, "labs": {**patient.get("labs", {}), fact: ANSWERS[fact]}}
+    return {**patient, fact: ANSWERS[fact]}
+
+
+@settings(max_examples=150, deadline=None)
+@given(patients, st.data())
+def test_answering_a_prompt_removes_it_and_adds_none(patient, data):
+    before = {p.fact for p in EVALUATOR.evaluate(patient).before_starting}
+    if not before:
+        return
+    fact = data.draw(st.sampled_from(sorted(before)))
+    after = {p.fact for p in EVALUATOR.evaluate(_answer(patient, fact)).before_starting}
+    assert after <= before - {fact}
+
+
+@settings(max_examples=100, deadline=None)
+@given(patients)
+def test_no_fact_is_asked_twice_and_no_candidate_repeats_a_prompt(patient):
+    result = EVALUATOR.evaluate(patient)
+    facts = [p.fact for p in result.before_starting]
+    assert len(facts) == len(set(facts))
+    asking = {r.rule for p in result.before_starting for r in p.rules}
+    assert not asking & {caution.rule for c in result.candidates for caution in c.cautions}

@@ -70,10 +70,11 @@ def test_empty_and_absent_lists_are_the_same(evaluator, field):
     assert evaluator.evaluate({**without, field: []}).model_dump_json() == evaluator.evaluate(without).model_dump_json()
 
 
-def test_a_shared_caution_cites_the_candidates_own_label(evaluator, pack):
+def test_a_shared_rule_cites_the_candidates_own_label(evaluator, pack):
     result = evaluator.evaluate({"condition": "nonsegmental_vitiligo", "age": 38, "failed_therapies": ["topical_corticosteroids"]})
-    tofacitinib = next(c for c in result.candidates if c.drug == "tofacitinib")
-    lymphocytes = next(c for c in tofacitinib.cautions if c.rule == "LABEL-CLASS-010")
+    prompt = next(p for p in result.before_starting if p.fact == "lymphocytes")
+    assert prompt.drugs == ["tofacitinib"]
+    lymphocytes = next(r for r in prompt.rules if r.rule == "LABEL-CLASS-010")
     assert {pack.sources[c.source].product for c in lymphocytes.citations} == {"tofacitinib"}
     rule = next(r for r in pack.rules if r.id == "LABEL-CLASS-010")
     assert len({c.source for c in rule.citations}) > 1

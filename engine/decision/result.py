@@ -50,6 +50,15 @@ class Caution(BaseModel):
     citations: list[Citation]
 
 
+class Prompt(BaseModel):
+    """One fact the patient lacks that active rules need, asked once for every candidate that needs it."""
+
+    fact: str
+    severity: Severity  # the most severe of the asking rules
+    drugs: list[str]  # the candidates that need it
+    rules: list[Caution]  # the asking rules, each with its message and citations
+
+
 class Candidate(BaseModel):
     drug: str
     name: str
@@ -118,6 +127,7 @@ class Result(BaseModel):
     ruleset: RulesetInfo
     patient: dict[str, Any]
     candidates: list[Candidate]
+    before_starting: list[Prompt]  # what to find out first, most severe first
     excluded: list[Excluded]
     notes: list[Note]
     trace: list[TraceEntry]
@@ -142,6 +152,11 @@ def _citations(rules: list[Rule]) -> list[dict[str, str]]:
     return list(seen.values())
 
 
+def _own(rule: Rule, drugs: set[str], pack: Pack) -> list[dict[str, str]]:
+    """A rule's citations of these drugs' labels (and of non-label sources); all if none is theirs."""
+    return [c for c in rule.citation_docs if pack.sources[c["source"]].product in ("", *drugs)] or rule.citation_docs
+
+
 def _cautions(rules: list[Rule], drug: str, pack: Pack) -> list[dict[str, Any]]:
     """A drug's cautions, most severe first. A rule shared by several products cites each one's
     label: the candidate shows its own label's citations (all of them if none is its own)."""
@@ -151,10 +166,38 @@ def _cautions(rules: list[Rule], drug: str, pack: Pack) -> list[dict[str, Any]]:
             "rule": r.id,
             "severity": r.severity,
             "message": r.message,
-            "citations": [c for c in r.citation_docs if pack.sources[c["source"]].product in ("", drug)] or r.citation_docs,
+            "citations": _own(r, {drug}, pack),
         }
         for r in ordered
     ]
+
+
+def _before_starting(
+    ranked: list[tuple[Any, ...]], observed: dict[str, Any], pack: Pack
+) -> tuple[list[dict[str, Any]], dict[str, list[Rule]]]:
+    """Split the candidates' asking cautions off into one prompt per fact this patient lacks (a
+    rule asking for a full blood count asks only for the counts missing); returns the prompts and
+    each drug's remaining cautions."""
+    asking: dict[str, dict[str, Rule]] = defaultdict(dict)
+    needed_by: dict[str, set[str]] = defaultdict(set)
+    remaining = {}
+    for *_, drug, _name, _best, cautions in ranked:
+        remaining[drug] = [c for c in cautions if not c.asks]
+        for rule in cautions:
+            for fact in (f for f in rule.asks if observed[f] in (None, "unknown")):
+                asking[fact][rule.id] = rule
+                needed_by[fact].add(drug)
+    prompts = []
+    for fact, rules in asking.items():
+        ordered = sorted(rules.values(), key=lambda r: r.id)
+        prompts.append({
+            "fact": fact,
+            "severity": min((r.severity for r in ordered), key=SEVERITY_ORDER.index),
+            "drugs": sorted(needed_by[fact]),
+            "rules": [{"rule": r.id, "severity": r.severity, "message": r.message, "citations": _own(r, needed_by[fact], pack)} for r in ordered],
+        })
+    prompts.sort(key=lambda p: (SEVERITY_ORDER.index(p["severity"]), p["fact"]))
+    return prompts, remaining
 
 
 def assemble(
@@ -188,7 +231,7 @@ def assemble(
         )
         if surviving and drug not in tried:
             cautions = by_kind["caution"][drug]
-            critical = any(c.severity == "critical" for c in cautions)
+            critical = any(c.severity == "critical" and not c.asks for c in cautions)
             ranked.append(((critical, *proposal_key(surviving[0])[:3]), drug, info.name, surviving, cautions))
             continue
         reasons = [{"rule": x.id, "message": x.message, "citations": x.citation_docs} for x in excludes]
@@ -198,6 +241,7 @@ def assemble(
             reasons.insert(0, {"rule": NO_PROPOSAL, "message": f"No active rule proposes {info.name} for {condition} in this patient.", "citations": []})
         excluded.append({"drug": drug, "name": info.name, "reasons": reasons})
 
+    before_starting, remaining = _before_starting(ranked, observed, pack)
     candidates = [
         {
             "drug": drug,
@@ -208,9 +252,9 @@ def assemble(
             "rationale": best[0].message,
             "rules": [p.id for p in best],
             "citations": _citations(best),
-            "cautions": _cautions(cautions, drug, pack),
+            "cautions": _cautions(remaining[drug], drug, pack),
         }
-        for rank, (_, drug, name, best, cautions) in enumerate(sorted(ranked), start=1)
+        for rank, (_, drug, name, best, _cautions_all) in enumerate(sorted(ranked), start=1)
     ]
     if not pack.diagnoses.closures[patient["condition"]] & covered_conditions:
         notes.insert(0, {"rule": NO_RULES_FOR_CONDITION, "message": f"No rule in this pack proposes a JAK inhibitor for {condition}: no candidates.", "citations": []})
@@ -219,8 +263,9 @@ def assemble(
     trace = [{"rule": r.id, "kind": r.kind, "fired": True, "matched": {f: observed[f] for f in r.facts}} for r in rules if r.id in fired]
     cited = {c["source"] for item in [*candidates, *notes] for c in item["citations"]}
     cited |= {c["source"] for cand in candidates for caution in cand["cautions"] for c in caution["citations"]}
+    cited |= {c["source"] for prompt in before_starting for rule in prompt["rules"] for c in rule["citations"]}
     cited |= {c["source"] for x in excluded for reason in x["reasons"] for c in reason["citations"]}
     sources = {key: pack.sources[key].model_dump(exclude={"file", "note"}) for key in sorted(cited)}
     return Result.model_validate(
-        {"ruleset": ruleset, "patient": patient, "candidates": candidates, "excluded": excluded, "notes": notes, "trace": trace, "sources": sources}
+        {"ruleset": ruleset, "patient": patient, "candidates": candidates, "before_starting": before_starting, "excluded": excluded, "notes": notes, "trace": trace, "sources": sources}
     )

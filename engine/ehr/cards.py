@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from ..decision.result import EVIDENCE_WORDS, Candidate, Citation, Result, RulesetInfo, SourceInfo, Unmapped, evidence_words
+from ..decision.result import EVIDENCE_WORDS, Candidate, Citation, Prompt, Result, RulesetInfo, SourceInfo, Unmapped, evidence_words
 from ..knowledge.rules import Severity
 
 RULES_SYSTEM = "urn:jakcds:rule"
@@ -115,6 +115,20 @@ def _candidate_detail(candidate: Candidate, result: Result, condition: str) -> l
     return lines
 
 
+def _work_up(prompts: list[Prompt], result: Result, basis: Basis) -> list[dict[str, Any]]:
+    """One card for everything to find out before starting (none when nothing is missing)."""
+    if not prompts:
+        return []
+    lines = []
+    for prompt in prompts:
+        lines += ["", f"**{prompt.fact}** (for {', '.join(prompt.drugs)}):"]
+        for rule in prompt.rules:
+            lines += [f"- {rule.message} ({rule.rule})", *(_quote(c, result.sources) for c in rule.citations)]
+    first = prompts[0].rules[0]
+    summary = "Before starting, find out: " + ", ".join(p.fact for p in prompts)
+    return [card(summary, prompts[0].severity, lines[1:], first.rule, first.citations, basis)]
+
+
 def patient_view(result: Result, condition: str, titles: dict[str, str]) -> list[dict[str, Any]]:
     """The chart overview: a card per candidate, most suitable first, or why there is none."""
     basis, cards = Basis.of(result, titles), []
@@ -122,6 +136,7 @@ def patient_view(result: Result, condition: str, titles: dict[str, str]) -> list
         cautions = f", {len(c.cautions)} caution{'s' * (len(c.cautions) != 1)}" if c.cautions else ""
         summary = f"{c.rank}. {c.name} for {condition} ({c.label_status.replace('_', '-')}, {EVIDENCE_WORDS[c.evidence]}{cautions})"
         cards.append(card(summary, _highest(c), _candidate_detail(c, result, condition), c.rules[0], c.citations, basis))
+    cards += _work_up(result.before_starting, result, basis)
     if not result.candidates:
         reasons = [f"- {x.name}: " + "; ".join(f"{r.message} ({r.rule})" for r in x.reasons) for x in result.excluded]
         notes = [f"- {n.message} ({n.rule})" for n in result.notes]
@@ -131,7 +146,9 @@ def patient_view(result: Result, condition: str, titles: dict[str, str]) -> list
 
 
 def order_review(result: Result, drug: str, condition: str, titles: dict[str, str]) -> list[dict[str, Any]]:
-    """A drafted order for `drug`: a card per caution, per reason it is not suggested, or one saying it is an option."""
+    """A drafted order for `drug`: a card per reason it is not suggested; or one saying it is an option
+    (its warnings and infos in the detail), one per critical caution (each needs its own override
+    reason) and one work-up card for what its rules need."""
     basis = Basis.of(result, titles)
     candidate = next((c for c in result.candidates if c.drug == drug), None)
     if candidate is None:
@@ -150,6 +167,10 @@ def order_review(result: Result, drug: str, condition: str, titles: dict[str, st
               *(_quote(c, result.sources) for c in caution.citations)],
              caution.rule, caution.citations, basis)
         for caution in candidate.cautions
+        if caution.severity == "critical"
     ]
     summary = f"{candidate.name} is option {candidate.rank} for {condition} ({candidate.label_status.replace('_', '-')})"
-    return [card(summary, "info", _candidate_detail(candidate, result, condition), candidate.rules[0], candidate.citations, basis), *cards]
+    own = [p for p in result.before_starting if drug in p.drugs]
+    detail = _candidate_detail(candidate, result, condition)
+    return [card(summary, _highest(candidate), detail, candidate.rules[0], candidate.citations, basis), *cards,
+            *_work_up(own, result, basis)]

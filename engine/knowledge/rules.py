@@ -162,6 +162,9 @@ class Rule(BaseModel):
     evidence: Evidence
     label_status: LabelStatus | None = None  # propose only
     scope: Literal["all", "off_label"] = "all"  # exclude only: off_label spares on-label proposals
+    # caution only: the facts whose absence this rule reports; the result asks for each once, in
+    # its "before starting" list, instead of repeating the caution on every candidate
+    asks: list[str] = []
     citations: list[Citation] = Field(min_length=1)
     examples: list[Example] = []
     author: str = ""
@@ -182,6 +185,11 @@ class Rule(BaseModel):
             raise ValueError("label_status is required for propose rules and only for them")
         if self.scope != "all" and self.kind != "exclude":
             raise ValueError("scope applies to exclude rules only")
+        if self.asks and self.kind != "caution":
+            raise ValueError("asks applies to caution rules only")
+        unknown_tested = {t.fact for t in self.when.tests() if t.op == "known" and t.value is False} if self.when else set()
+        if not set(self.asks) <= unknown_tested:
+            raise ValueError(f"asks {sorted(set(self.asks) - unknown_tested)}: a rule asks only for facts it tests as unknown (known: false)")
         return self
 
     @field_validator("citations")

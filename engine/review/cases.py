@@ -52,6 +52,7 @@ def project(result: Result) -> dict[str, Any]:
             }
             for c in result.candidates
         ],
+        "before_starting": {p.fact: p.drugs for p in result.before_starting},
         "excluded": {x.drug: [r.rule for r in x.reasons] for x in result.excluded},
         "notes": [n.rule for n in result.notes],
         "unmapped": [f"{u.resource} {u.code}: {u.why}" for u in result.unmapped],
@@ -92,7 +93,10 @@ def run_case(directory: Path, evaluator: Evaluator) -> Outcome:
     if "error" in expected:
         return Outcome(name, _status(False, todo), f"expected an input error containing {expected['error']!r}", fired)
     source = _expected(directory.parent / expected["twin"]) if "twin" in expected else expected
-    wanted = {key: source.get(key) for key in ("candidates", "excluded", "notes")} | {"unmapped": expected.get("unmapped", [])}
+    wanted = {key: source.get(key) for key in ("candidates", "excluded", "notes")} | {
+        "before_starting": source.get("before_starting", {}),
+        "unmapped": expected.get("unmapped", []),
+    }
     actual = project(result)
     if actual == wanted:
         return Outcome(name, "PASS", fired=fired)

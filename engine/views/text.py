@@ -38,6 +38,13 @@ def render(result: Result, console: Console) -> None:
     else:
         console.print("[bold]No JAK inhibitor can be suggested for this patient.[/]")
 
+    if result.before_starting:
+        console.print("\n[bold]Before starting, find out[/]")
+        for prompt in result.before_starting:
+            style = SEVERITY_STYLE[prompt.severity]
+            rules = ", ".join(r.rule for r in prompt.rules)
+            console.print(f"  [{style}]{prompt.severity.upper()}[/] {prompt.fact}: for {', '.join(prompt.drugs)} ({rules})", highlight=False)
+
     for c in result.candidates:
         console.print(f"\n[bold]{c.rank}. {c.name}[/] ({c.label_status.replace('_', '-')}, {evidence_words(c.evidence)})")
         console.print(f"  {c.rationale}", highlight=False)
