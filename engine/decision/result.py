@@ -31,9 +31,13 @@ SEVERITY_ORDER = ("critical", "warning", "info")
 NO_PROPOSAL = "JAKCDS-001"  # built-in: no active rule proposes this drug for this patient
 NO_RULES_FOR_CONDITION = "JAKCDS-002"  # built-in: the pack has no proposal rule for the condition
 ALREADY_FAILED = "JAKCDS-004"  # built-in: the patient's record says this drug failed or is contraindicated
+NOT_ASSESSED = "JAKCDS-005"  # built-in: pregnant or breastfeeding, and no rule of this drug's label speaks to it
 BUILT_IN = {NO_PROPOSAL: "No active rule proposes this drug for this patient",
             NO_RULES_FOR_CONDITION: "The pack has no proposal rule for this condition",
-            ALREADY_FAILED: "The drug is recorded as failed or contraindicated for this patient"}
+            ALREADY_FAILED: "The drug is recorded as failed or contraindicated for this patient",
+            NOT_ASSESSED: "Pregnancy or breastfeeding not assessed for this drug: its label section is not in this pack"}
+# fact -> the label section a pregnant or breastfeeding patient's candidate must be assessed against
+ASSESSED = {"pregnant": "pregnancy", "breastfeeding": "lactation"}
 
 
 class Citation(BaseModel):
@@ -157,19 +161,23 @@ def _own(rule: Rule, drugs: set[str], pack: Pack) -> list[dict[str, str]]:
     return [c for c in rule.citation_docs if pack.sources[c["source"]].product in ("", *drugs)] or rule.citation_docs
 
 
-def _cautions(rules: list[Rule], drug: str, pack: Pack) -> list[dict[str, Any]]:
+def _not_assessed(rules: list[Rule], patient: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """Silence is not safety: a pregnant or breastfeeding patient's candidate whose fired rules say
+    nothing about it gets a caution saying it was not assessed."""
+    return [
+        {"rule": NOT_ASSESSED, "severity": "warning", "citations": [],
+         "message": f"{fact.capitalize()} not assessed: no rule in this pack holds the {section} section of {name}'s "
+                    f"US label (the sheet has no verified value); read it before prescribing."}
+        for fact, section in ASSESSED.items()
+        if patient[fact] and not any(fact in r.facts for r in rules)
+    ]
+
+
+def _cautions(rules: list[Rule], drug: str, pack: Pack, extra: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A drug's cautions, most severe first. A rule shared by several products cites each one's
     label: the candidate shows its own label's citations (all of them if none is its own)."""
-    ordered = sorted(rules, key=lambda r: (SEVERITY_ORDER.index(r.severity), r.id))
-    return [
-        {
-            "rule": r.id,
-            "severity": r.severity,
-            "message": r.message,
-            "citations": _own(r, {drug}, pack),
-        }
-        for r in ordered
-    ]
+    cautions = [{"rule": r.id, "severity": r.severity, "message": r.message, "citations": _own(r, {drug}, pack)} for r in rules]
+    return sorted([*cautions, *extra], key=lambda c: (SEVERITY_ORDER.index(c["severity"]), c["rule"]))
 
 
 def _before_starting(
@@ -252,9 +260,9 @@ def assemble(
             "rationale": best[0].message,
             "rules": [p.id for p in best],
             "citations": _citations(best),
-            "cautions": _cautions(remaining[drug], drug, pack),
+            "cautions": _cautions(remaining[drug], drug, pack, _not_assessed(all_cautions, patient, name)),
         }
-        for rank, (_, drug, name, best, _cautions_all) in enumerate(sorted(ranked), start=1)
+        for rank, (_, drug, name, best, all_cautions) in enumerate(sorted(ranked), start=1)
     ]
     if not pack.diagnoses.closures[patient["condition"]] & covered_conditions:
         notes.insert(0, {"rule": NO_RULES_FOR_CONDITION, "message": f"No rule in this pack proposes a JAK inhibitor for {condition}: no candidates.", "citations": []})
