@@ -223,9 +223,11 @@ def _excluded_by(result, drug: str) -> set[str]:
     return {reason.rule for x in result.excluded if x.drug == drug for reason in x.reasons}
 
 
-def test_case_vitiligo_cream_first_then_oral_tofacitinib():
+def test_case_vitiligo_cream_and_oral_tofacitinib_only_when_recalcitrant():
     ranked = [(c.drug, c.label_status) for c in _case("vitiligo-failed-topical-corticosteroids").candidates]
-    assert ranked == [("ruxolitinib_cream", "on_label"), ("tofacitinib", "off_label")]
+    assert ranked == [("ruxolitinib_cream", "on_label")]  # one topical steroid is not recalcitrant disease
+    ranked = [(c.drug, c.label_status) for c in _case("vitiligo-refractory").candidates]
+    assert ("tofacitinib", "off_label") in ranked
 
 
 def test_case_severe_alopecia_areata_on_label_before_tofacitinib():
@@ -238,7 +240,8 @@ def test_case_refractory_atopic_dermatitis_after_dupilumab(age):
     result = _case(f"atopic-dermatitis-refractory-after-dupilumab-{age}")
     on_label = {c.drug for c in result.candidates if c.label_status == "on_label"}
     assert on_label == {"upadacitinib", "abrocitinib"}
-    assert result.candidates[-1].drug == "tofacitinib"
+    # off-label tofacitinib only for the adult; at 16 the pack withholds off-label use (SEED-GEN-005)
+    assert (result.candidates[-1].drug == "tofacitinib") is (age == "35y")
 
 
 def test_case_67_year_old_smoker_gets_the_boxed_warning_not_critical():

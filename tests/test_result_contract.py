@@ -72,7 +72,7 @@ def test_empty_and_absent_lists_are_the_same(evaluator, field):
 
 
 def test_a_shared_rule_cites_the_candidates_own_label(evaluator, pack):
-    result = evaluator.evaluate({"condition": "nonsegmental_vitiligo", "age": 38, "failed_therapies": ["topical_corticosteroids"]})
+    result = evaluator.evaluate({"condition": "nonsegmental_vitiligo", "age": 38, "failed_therapies": ["phototherapy"]})
     prompt = next(p for p in result.before_starting if p.fact == "lymphocytes")
     assert prompt.drugs == ["tofacitinib"]
     lymphocytes = next(r for r in prompt.rules if r.rule == "LABEL-CLASS-010")
