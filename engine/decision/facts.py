@@ -17,9 +17,21 @@ if TYPE_CHECKING:
     from ..knowledge.pack import Pack
 
 
+def may_conceive(patient: Patient, pack: Pack) -> tuple[bool, bool]:
+    """(whether the patient is a non-pregnant female of reproductive potential, whether the site
+    policy decided it because reproductive_potential was not given)."""
+    if patient.sex != "female" or patient.pregnant:
+        return False, False
+    if patient.reproductive_potential is not None:
+        return patient.reproductive_potential, False
+    low, high = pack.meta.policy.reproductive_age
+    return patient.age is None or low <= patient.age <= high, True
+
+
 def observed(patient: Patient, pack: Pack) -> dict[str, Any]:
     """The patient's own value behind each fact (None when unknown), for traces."""
     values: dict[str, Any] = {name: getattr(patient, name) for name in SCALARS}
+    values["may_conceive"] = may_conceive(patient, pack)[0]
     for name, (fields, _) in CODE_LISTS.items():
         codes = sorted({code for field in fields for code in _as_list(getattr(patient, field))})
         values[name] = codes[0] if name == "condition" else codes
@@ -39,6 +51,7 @@ def build_fact(patient: Patient, pack: Pack) -> dict[str, Any]:
         fact[name] = {
             code: True for field in fields for item in _as_list(getattr(patient, field)) for code in closures[item]
         }
+    fact["may_conceive"] = may_conceive(patient, pack)[0]
     fact.update(patient.labs)
     return fact
 

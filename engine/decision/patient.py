@@ -75,6 +75,9 @@ class Patient(BaseModel):
     cyp2c19: Literal[ENUMS["cyp2c19"]] | None = Field(
         None, description="CYP2C19 metaboliser phenotype"
     )
+    reproductive_potential: bool | None = Field(
+        None, description="unknown: for a female, the pack's site policy (an age band) decides, and the result says so"
+    )
     planned_live_vaccine: bool | None = Field(None, description="a live vaccine is planned before or during treatment")
 
     @model_validator(mode="after")

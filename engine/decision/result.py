@@ -31,11 +31,13 @@ SEVERITY_ORDER = ("critical", "warning", "info")
 NO_PROPOSAL = "JAKCDS-001"  # built-in: no active rule proposes this drug for this patient
 NO_RULES_FOR_CONDITION = "JAKCDS-002"  # built-in: the pack has no proposal rule for the condition
 ALREADY_FAILED = "JAKCDS-004"  # built-in: the patient's record says this drug failed or is contraindicated
+POLICY = "JAKCDS-006"  # built-in note: a site policy of the pack decided a fact a shown caution reads
 NOT_ASSESSED = "JAKCDS-005"  # built-in: pregnant or breastfeeding, and no rule of this drug's label speaks to it
 BUILT_IN = {NO_PROPOSAL: "No active rule proposes this drug for this patient",
             NO_RULES_FOR_CONDITION: "The pack has no proposal rule for this condition",
             ALREADY_FAILED: "The drug is recorded as failed or contraindicated for this patient",
-            NOT_ASSESSED: "Pregnancy or breastfeeding not assessed for this drug: its label section is not in this pack"}
+            NOT_ASSESSED: "Pregnancy or breastfeeding not assessed for this drug: its label section is not in this pack",
+            POLICY: "A site policy of the pack, not a label fact, decided a fact a shown caution reads"}
 # fact -> the label section a pregnant or breastfeeding patient's candidate must be assessed against
 ASSESSED = {"pregnant": "pregnancy", "breastfeeding": "lactation"}
 
@@ -216,6 +218,7 @@ def assemble(
     observed: dict[str, Any],
     covered_conditions: frozenset[str],
     ruleset: RulesetInfo,
+    policy_decided: bool = False,
 ) -> Result:
     """Plain data first, validated into the Result in one call (far cheaper than one model per item)."""
     by_kind: dict[str, dict[str, list[Rule]]] = defaultdict(lambda: defaultdict(list))
@@ -267,6 +270,12 @@ def assemble(
         }
         for rank, (_, drug, name, best, all_cautions) in enumerate(sorted(ranked), start=1)
     ]
+    shown = {c["rule"] for cand in candidates for c in cand["cautions"]}
+    if policy_decided and any("may_conceive" in r.facts for r in rules if r.id in shown):
+        low, high = pack.meta.policy.reproductive_age
+        notes.append({"rule": POLICY, "citations": [], "message": (
+            f"Site policy, not a label fact: reproductive potential was not given, so a woman aged {low}-{high} "
+            "(or of unknown age) is taken to be of reproductive potential. Record reproductive_potential to decide it.")})
     if not pack.diagnoses.closures[patient["condition"]] & covered_conditions:
         notes.insert(0, {"rule": NO_RULES_FOR_CONDITION, "message": f"No rule in this pack proposes a JAK inhibitor for {condition}: no candidates.", "citations": []})
 

@@ -27,8 +27,11 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "cyp2c9": PHENOTYPES,
     "cyp2c19": PHENOTYPES,
 }
-BOOLS = ("pregnant", "breastfeeding", "planned_live_vaccine")
+BOOLS = ("pregnant", "breastfeeding", "planned_live_vaccine", "reproductive_potential")
 SCALARS = (*NUMBERS, *ENUMS, *BOOLS)
+# Derived by the engine (decision/facts.py): a female, not pregnant, of reproductive potential
+# as given, or, when not given, by the pack's site policy (age band).
+DERIVED_BOOLS = ("may_conceive",)
 # fact name -> (patient field(s), vocabulary)
 CODE_LISTS = {
     "condition": (("condition",), "diagnoses"),
@@ -54,7 +57,7 @@ def catalogue(pack: Pack) -> dict[str, FactSpec]:
     specs = [
         *(FactSpec(name, "number", unit=unit) for name, unit in NUMBERS.items()),
         *(FactSpec(name, "enum", values=values) for name, values in ENUMS.items()),
-        *(FactSpec(name, "bool") for name in BOOLS),
+        *(FactSpec(name, "bool") for name in (*BOOLS, *DERIVED_BOOLS)),
         *(FactSpec(name, "codes", vocabulary=vocab) for name, (_, vocab) in CODE_LISTS.items()),
         *(FactSpec(name, "number", unit=lab.unit) for name, lab in pack.labs.items()),
     ]

@@ -34,11 +34,21 @@ class PackError(Exception):
     """A rule pack that cannot be loaded; the message names the file, the rule and the field."""
 
 
+class Policy(BaseModel):
+    """Site settings of the pack: policy, shown as policy in results, never a label fact."""
+
+    model_config = ConfigDict(extra="forbid")
+    # A female whose reproductive potential is not given is taken to have it in this age band
+    # (no US label defines the term: us-labels.md §16.4).
+    reproductive_age: tuple[int, int] = (12, 50)
+
+
 class PackMeta(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
     version: str
     description: str = ""
+    policy: Policy = Policy()
 
 
 class Source(BaseModel):
