@@ -223,8 +223,9 @@ def assemble(
     """Plain data first, validated into the Result in one call (far cheaper than one model per item)."""
     by_kind: dict[str, dict[str, list[Rule]]] = defaultdict(lambda: defaultdict(list))
     notes = []
+    superseded = {other for rule in rules if rule.id in fired for other in rule.supersedes}
     for rule in rules:
-        if rule.id in fired:
+        if rule.id in fired and rule.id not in superseded:
             for drug in rule.drugs:
                 by_kind[rule.kind][drug].append(rule)
             if rule.kind == "note":

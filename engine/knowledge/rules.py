@@ -165,6 +165,9 @@ class Rule(BaseModel):
     # caution only: the facts whose absence this rule reports; the result asks for each once, in
     # its "before starting" list, instead of repeating the caution on every candidate
     asks: list[str] = []
+    # rules this one replaces when both fire (an organ-impairment dose band replaces the
+    # normal-organ band): one statement per question, never two starting doses
+    supersedes: list[str] = []
     citations: list[Citation] = Field(min_length=1)
     examples: list[Example] = []
     author: str = ""
