@@ -228,7 +228,7 @@ def assemble(
         if rule.id in fired and rule.id not in superseded:
             for drug in rule.drugs:
                 by_kind[rule.kind][drug].append(rule)
-            if rule.kind == "note":
+            if rule.kind == "note" and not rule.only_with_off_label:
                 notes.append({"rule": rule.id, "message": rule.message, "citations": rule.citation_docs})
 
     condition = pack.diagnoses.entries[patient["condition"]].name
@@ -271,6 +271,8 @@ def assemble(
         }
         for rank, (_, drug, name, best, all_cautions) in enumerate(sorted(ranked), start=1)
     ]
+    if any(c["label_status"] == "off_label" for c in candidates):
+        notes += [{"rule": r.id, "message": r.message, "citations": r.citation_docs} for r in rules if r.id in fired and r.only_with_off_label]
     shown = {c["rule"] for cand in candidates for c in cand["cautions"]}
     if policy_decided and any("may_conceive" in r.facts for r in rules if r.id in shown):
         low, high = pack.meta.policy.reproductive_age

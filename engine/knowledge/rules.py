@@ -168,6 +168,8 @@ class Rule(BaseModel):
     # rules this one replaces when both fire (an organ-impairment dose band replaces the
     # normal-organ band): one statement per question, never two starting doses
     supersedes: list[str] = []
+    # note only: shown only when an off-label candidate is (the low-evidence note)
+    only_with_off_label: bool = False
     citations: list[Citation] = Field(min_length=1)
     examples: list[Example] = []
     author: str = ""
@@ -188,6 +190,8 @@ class Rule(BaseModel):
             raise ValueError("label_status is required for propose rules and only for them")
         if self.scope != "all" and self.kind != "exclude":
             raise ValueError("scope applies to exclude rules only")
+        if self.only_with_off_label and self.kind != "note":
+            raise ValueError("only_with_off_label applies to note rules only")
         if self.asks and self.kind != "caution":
             raise ValueError("asks applies to caution rules only")
         unknown_tested = {t.fact for t in self.when.tests() if t.op == "known" and t.value is False} if self.when else set()
