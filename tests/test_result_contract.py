@@ -48,7 +48,7 @@ def test_citations_everywhere_and_cautions_name_a_fired_rule(evaluator):
 
 def test_ruleset_block_and_model_dump_is_the_document(evaluator):
     result = evaluator.evaluate(WENZEL)
-    assert re.fullmatch(r"[0-9a-f]{64}", result.ruleset.sha256) and result.ruleset.version == "0.1.0"
+    assert re.fullmatch(r"[0-9a-f]{64}", result.ruleset.sha256) and result.ruleset.version == "0.2.0"
     assert json.loads(result.model_dump_json()) == result.model_dump(mode="json")
     assert result.ruleset.rules_run == len(evaluator.rules) and all(t.fired for t in result.trace)
     entry = next(t for t in result.trace if t.rule == "SEED-RUX-001")

@@ -132,6 +132,7 @@ class Unmapped(BaseModel):
 class Result(BaseModel):
     ruleset: RulesetInfo
     patient: dict[str, Any]
+    condition_name: str  # the condition treated, by its vocabulary name
     candidates: list[Candidate]
     before_starting: list[Prompt]  # what to find out first, most severe first
     excluded: list[Excluded]
@@ -290,5 +291,5 @@ def assemble(
     cited |= {c["source"] for x in excluded for reason in x["reasons"] for c in reason["citations"]}
     sources = {key: pack.sources[key].model_dump(exclude={"file", "note"}) for key in sorted(cited)}
     return Result.model_validate(
-        {"ruleset": ruleset, "patient": patient, "candidates": candidates, "before_starting": before_starting, "excluded": excluded, "notes": notes, "trace": trace, "sources": sources}
+        {"ruleset": ruleset, "patient": patient, "condition_name": condition, "candidates": candidates, "before_starting": before_starting, "excluded": excluded, "notes": notes, "trace": trace, "sources": sources}
     )

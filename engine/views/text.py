@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..decision.result import Citation, Result, evidence_words
+from ..decision.result import EVIDENCE_WORDS, Citation, Result, evidence_words
 
 SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -22,18 +22,34 @@ def _cite(citation: Citation, result: Result) -> str:
     return escape(f"[{citation.source}] {who}, {citation.locator}: “{citation.quote}”")
 
 
+def _who(patient: dict) -> str:
+    """The patient in a few words: age, sex, pregnancy and breastfeeding where known."""
+    parts = [f"{patient['age']} y" if patient.get("age") is not None else "age unknown", patient.get("sex") or "sex unknown"]
+    parts += [word for word in ("pregnant", "breastfeeding") if patient.get(word)]
+    return ", ".join(parts)
+
+
+def _finding(candidate) -> str:
+    """The most severe caution in words: its severity and the message's lead (up to the first colon)."""
+    if not candidate.cautions:
+        return "none"
+    top = candidate.cautions[0]  # cautions are most severe first
+    lead = top.message.split(":", 1)[0]
+    more = f" (+{len(candidate.cautions) - 1})" if len(candidate.cautions) > 1 else ""
+    return f"[{SEVERITY_STYLE[top.severity]}]{top.severity.upper()}[/] {escape(lead)}{more}"
+
+
 def render(result: Result, console: Console) -> None:
     rs, patient = result.ruleset, result.patient
-    console.print(f"[bold]jakcds[/] — {patient['condition']}, rule pack {rs.name} {rs.version} (sha256 {rs.sha256[:12]}…)"
-                  + ("  [yellow]drafts included[/]" if rs.drafts_included else ""))
+    console.print(f"[bold]{escape(result.condition_name)}[/] — {_who(patient)}")
+    console.print(f"rule pack {rs.name} {rs.version} (sha256 {rs.sha256[:12]}…)"
+                  + ("  [yellow]drafts included[/]" if rs.drafts_included else ""), style="dim")
     if result.candidates:
         table = Table(title="JAK inhibitors that could be considered", title_justify="left")
-        for column in ("#", "drug", "label status", "evidence", "cautions"):
+        for column in ("#", "drug", "label status", "evidence", "most severe finding"):
             table.add_column(column)
         for c in result.candidates:
-            counts = {s: sum(x.severity == s for x in c.cautions) for s in SEVERITY_STYLE}
-            summary = ", ".join(f"[{SEVERITY_STYLE[s]}]{n} {s}[/]" for s, n in counts.items() if n) or "none"
-            table.add_row(str(c.rank), c.name, c.label_status.replace("_", "-"), evidence_words(c.evidence), summary)
+            table.add_row(str(c.rank), c.name, c.label_status.replace("_", "-"), EVIDENCE_WORDS[c.evidence], _finding(c))
         console.print(table)
     else:
         console.print("[bold]No JAK inhibitor can be suggested for this patient.[/]")
