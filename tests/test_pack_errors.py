@@ -39,6 +39,8 @@ def edit(pack_dir, rule_id, change):
         (lambda r: r["when"]["all"].append({"fact": "age", "has": "old"}), "when.all.1: operator 'has' does not apply to number fact 'age'"),
         (lambda r: r["when"]["all"].append({"fact": "smoking", "eq": "sometimes"}), "smoking takes never, former, current"),
         (lambda r: r.update(id="tof-1"), "id: String should match pattern"),
+        (lambda r: r.update(asks=["age"]), "asks applies to caution rules only"),
+        (lambda r: r.update(only_with_off_label=True), "only_with_off_label applies to note rules only"),
     ],
 )
 def test_malformed_rule(pack_dir, change, expected):
@@ -48,6 +50,20 @@ def test_malformed_rule(pack_dir, change, expected):
     message = str(info.value)
     assert message.startswith("seed/tofacitinib.yaml: ") and expected in message, message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda r: r.update(asks=["age"]), "a rule asks only for facts it tests as unknown"),
+        (lambda r: r.update(supersedes=["SEED-RUX-002"]), "supersedes 'SEED-RUX-002', which is not a caution rule of its drugs"),
+    ],
+)
+def test_malformed_caution(pack_dir, change, expected):
+    edit(pack_dir, "SEED-TOF-003", change)
+    with pytest.raises(jakcds.PackError) as info:
+        jakcds.load_pack(pack_dir)
+    assert expected in str(info.value), str(info.value)
 
 
 def test_duplicate_rule_id(pack_dir):
