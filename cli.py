@@ -28,6 +28,11 @@ class Format(str, Enum):
     json = "json"
 
 
+class Citations(str, Enum):
+    numbered = "numbered"
+    inline = "inline"
+
+
 RulesOption = Annotated[Optional[Path], typer.Option("--rules", help="a rule pack directory instead of the shipped one")]
 FormatOption = Annotated[Optional[Format], typer.Option("--format", "-f", help="default: text on a terminal, else json")]
 ConditionOption = Annotated[
@@ -103,6 +108,9 @@ def evaluate(
     include_draft: Annotated[bool, typer.Option("--include-draft", help="also run rules with status: draft")] = False,
     condition: ConditionOption = None,
     as_of: AsOfOption = None,
+    citations: Annotated[
+        Citations, typer.Option("--citations", help="text: numbered references at the end, or inline under each statement")
+    ] = Citations.numbered,
 ) -> None:
     """Rank the JAK inhibitors that could be considered for a patient, with cautions and citations.
 
@@ -123,7 +131,7 @@ def evaluate(
 
         from jakcds.views.text import render
 
-        render(result, Console())
+        render(result, Console(), citations.value)
 
 
 @app.command()

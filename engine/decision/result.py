@@ -247,10 +247,10 @@ def assemble(
             critical = any(c.severity == "critical" and not c.asks for c in cautions)
             ranked.append(((critical, *proposal_key(surviving[0])[:3]), drug, info.name, surviving, cautions))
             continue
-        # an off-label-only exclusion is a reason only where it removed an off-label proposal
+        # an exclusion is a reason only where it removed a proposal (the trace keeps every one that fired)
         off_label_proposed = any(p.label_status == "off_label" for p in proposals)
         reasons = [{"rule": x.id, "message": x.message, "citations": x.citation_docs} for x in excludes
-                   if x.scope == "all" or off_label_proposed]
+                   if (x.scope == "all" and proposals) or off_label_proposed]
         if drug in tried:
             reasons.insert(0, {"rule": ALREADY_FAILED, "message": f"{info.name} is recorded as failed or contraindicated for this patient: not proposed again.", "citations": []})
         elif not proposals:

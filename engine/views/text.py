@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.markup import escape
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
-from ..decision.result import EVIDENCE_WORDS, Citation, Result, evidence_words
+from ..decision.result import EVIDENCE_WORDS, NO_PROPOSAL, Citation, Result, evidence_words
 
 SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -39,8 +41,41 @@ def _finding(candidate) -> str:
     return f"[{SEVERITY_STYLE[top.severity]}]{top.severity.upper()}[/] {escape(lead)}{more}"
 
 
-def render(result: Result, console: Console) -> None:
+def _line(console: Console, indent: int, markup: str, style: str = "") -> None:
+    """One paragraph whose wrapped lines keep its indent."""
+    console.print(Padding(Text.from_markup(markup, style=style), (0, 0, 0, indent)))
+
+
+class _Citations:
+    """Citations inline under each statement, or numbered once ([n]) and listed at the end."""
+
+    def __init__(self, result: Result, numbered: bool):
+        self.result, self.numbered, self.refs = result, numbered, []
+
+    def show(self, console: Console, indent: int, markup: str, citations: list[Citation]) -> None:
+        if not self.numbered:
+            _line(console, indent, markup)
+            for citation in citations:
+                _line(console, indent + 2, _cite(citation, self.result), "dim")
+            return
+        numbers = []
+        for citation in citations:
+            if citation not in self.refs:
+                self.refs.append(citation)
+            numbers.append(str(self.refs.index(citation) + 1))
+        _line(console, indent, markup + (f" [dim]\\[{','.join(numbers)}][/]" if numbers else ""))
+
+    def references(self, console: Console) -> None:
+        if self.refs:
+            console.print("\n[bold]References[/]")
+            for number, citation in enumerate(self.refs, start=1):
+                _line(console, 2, f"\\[{number}] {_cite(citation, self.result)}", "dim")
+
+
+def render(result: Result, console: Console, citations: str = "numbered") -> None:
+    """The text view; `citations`: "numbered" (references at the end) or "inline" (under each statement)."""
     rs, patient = result.ruleset, result.patient
+    cite = _Citations(result, citations == "numbered")
     console.print(f"[bold]{escape(result.condition_name)}[/] — {_who(patient)}")
     console.print(f"rule pack {rs.name} {rs.version} (sha256 {rs.sha256[:12]}…)"
                   + ("  [yellow]drafts included[/]" if rs.drafts_included else ""), style="dim")
@@ -59,36 +94,37 @@ def render(result: Result, console: Console) -> None:
         for prompt in result.before_starting:
             style = SEVERITY_STYLE[prompt.severity]
             rules = ", ".join(r.rule for r in prompt.rules)
-            console.print(f"  [{style}]{prompt.severity.upper()}[/] {prompt.fact}: for {', '.join(prompt.drugs)} ({rules})", highlight=False)
+            _line(console, 2, f"[{style}]{prompt.severity.upper()}[/] {prompt.fact}: for {', '.join(prompt.drugs)} ({rules})")
 
     for c in result.candidates:
         console.print(f"\n[bold]{c.rank}. {c.name}[/] ({c.label_status.replace('_', '-')}, {evidence_words(c.evidence)})")
-        console.print(f"  {c.rationale}", highlight=False)
-        for citation in c.citations:
-            console.print(f"    {_cite(citation, result)}", style="dim", highlight=False)
+        cite.show(console, 2, escape(c.rationale), c.citations)
         for caution in c.cautions:
             style = SEVERITY_STYLE[caution.severity]
-            console.print(f"  [{style}]{caution.severity.upper()}[/] {caution.rule}: {caution.message}", highlight=False)
-            for citation in caution.citations:
-                console.print(f"      {_cite(citation, result)}", style="dim", highlight=False)
+            cite.show(console, 2, f"[{style}]{caution.severity.upper()}[/] {caution.rule}: {escape(caution.message)}", caution.citations)
 
     if result.excluded:
         console.print("\n[bold]Not suggested (why not)[/]")
+        unproposed = [x.name for x in result.excluded if [r.rule for r in x.reasons] == [NO_PROPOSAL]]
         for x in result.excluded:
-            reasons = "; ".join(f"{r.rule}: {r.message}" for r in x.reasons)
-            console.print(f"  {x.name}: {reasons}", highlight=False)
+            if x.name not in unproposed:
+                _line(console, 2, escape(f"{x.name}: " + "; ".join(f"{r.rule}: {r.message}" for r in x.reasons)))
+        if unproposed:  # one line for the drugs no rule proposes, instead of one each
+            _line(console, 2, escape(f"{', '.join(unproposed)}: {NO_PROPOSAL}: no active rule proposes them for "
+                                     f"{result.condition_name} in this patient."))
     if result.notes:
         console.print("\n[bold]Notes[/]")
         for note in result.notes:
-            console.print(f"  {note.rule}: {note.message}", highlight=False)
+            _line(console, 2, escape(f"{note.rule}: {note.message}"))
     if result.as_of:
         console.print(f"\n[bold]From FHIR[/] (ages as of {result.as_of}); not used ({len(result.unmapped)}):")
         for item in result.unmapped:
-            console.print(f"  {item.resource} {item.code}: {item.why}", highlight=False)
+            _line(console, 2, escape(f"{item.resource} {item.code}: {item.why}"))
     if any(c.evidence != "label" for c in result.candidates):
         console.print(
             "\n[bold yellow]Evidence is low-level:[/] off-label suggestions rest on single case reports, "
             "a six-case series or one author's opinion, not on trials. Weigh them accordingly."
         )
+    cite.references(console)
     console.print(f"\n{len(result.trace)} of {rs.rules_run} rules fired; `--format json` shows the trace, "
                   "`jakcds explain` each rule's tests.", style="dim")
