@@ -100,7 +100,7 @@ def test_a_drug_recorded_as_failed_is_never_proposed_again(patient, drug, field)
 # a normal value for each fact the result may ask for
 ANSWERS = {"platelets": 250, "lymphocytes": 2000, "neutrophils": 4000, "hemoglobin": 14, "egfr": 95,
            "tb_status": "negative", "hepatitis_b": "negative", "hepatitis_c": "negative", "cyp2c9": "normal",
-           "cardiovascular_risk_factors": 0, "smoking": "never"}
+           "cardiovascular_risk_factors": 0, "smoking": "never", "immunizations_up_to_date": True}
 
 
 def _answer(patient: dict, fact: str) -> dict:

@@ -78,6 +78,9 @@ class Patient(BaseModel):
     reproductive_potential: bool | None = Field(
         None, description="unknown: for a female, the pack's site policy (an age band) decides, and the result says so"
     )
+    immunizations_up_to_date: bool | None = Field(
+        None, description="immunizations updated per current guidelines (incl. herpes zoster) before starting"
+    )
     planned_live_vaccine: bool | None = Field(None, description="a live vaccine is planned before or during treatment")
 
     @model_validator(mode="after")

@@ -192,10 +192,14 @@ def _before_starting(
     asking: dict[str, dict[str, Rule]] = defaultdict(dict)
     needed_by: dict[str, set[str]] = defaultdict(set)
     remaining = {}
+    def missing(fact: str) -> bool:
+        return observed[fact] in (None, "unknown")
+
     for *_, drug, _name, _best, cautions in ranked:
-        remaining[drug] = [c for c in cautions if not c.asks]
+        # an asking rule that fired for another reason (nothing it asks is missing) stays a caution
+        remaining[drug] = [c for c in cautions if not any(missing(f) for f in c.asks)]
         for rule in cautions:
-            for fact in (f for f in rule.asks if observed[f] in (None, "unknown")):
+            for fact in filter(missing, rule.asks):
                 asking[fact][rule.id] = rule
                 needed_by[fact].add(drug)
     prompts = []

@@ -27,7 +27,7 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "cyp2c9": PHENOTYPES,
     "cyp2c19": PHENOTYPES,
 }
-BOOLS = ("pregnant", "breastfeeding", "planned_live_vaccine", "reproductive_potential")
+BOOLS = ("pregnant", "breastfeeding", "planned_live_vaccine", "reproductive_potential", "immunizations_up_to_date")
 SCALARS = (*NUMBERS, *ENUMS, *BOOLS)
 # Derived by the engine (decision/facts.py): a female, not pregnant, of reproductive potential
 # as given, or, when not given, by the pack's site policy (age band).
