@@ -34,9 +34,8 @@ def text_lines(result) -> list[str]:
     return out.getvalue().splitlines()
 
 
-def duplicates(result) -> int:
+def duplicates(result, asking: set[str]) -> int:
     """Asking rules shown on more than one candidate (each extra showing counts), plus facts asked twice."""
-    asking = {r.id for r in jakcds.evaluator().rules if r.asks}
     shown = Counter(c.rule for cand in result.candidates for c in cand.cautions if c.rule in asking)
     facts = Counter(p.fact for p in result.before_starting)
     return sum(n - 1 for n in shown.values()) + sum(n - 1 for n in facts.values())
@@ -47,7 +46,8 @@ def main() -> None:
     parser.add_argument("--cases", type=Path, default=ROOT / "cases")
     args = parser.parse_args()
     ev = jakcds.evaluator()
-    per_candidate, prompts, dups, lines, first_screen = [], [], 0, [], 0
+    asking = {r.id for r in ev.rules if r.asks}
+    per_candidate, prompts, dups, lines, first_screen, wenzel = [], [], 0, [], 0, 0
     for path in sorted(args.cases.glob("*/patient.json")):
         try:
             result = ev.evaluate(json.loads(path.read_text()))
@@ -55,7 +55,7 @@ def main() -> None:
             continue  # a case that must be refused
         per_candidate += [len(c.cautions) for c in result.candidates]
         prompts.append(len(result.before_starting))
-        dups += duplicates(result)
+        dups += duplicates(result, asking)
         shown = text_lines(result)
         lines.append(len(shown))
         if path.parent.name == "wenzel-chilblain-lupus":

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from ..knowledge.pack import Pack, default_path, load_pack
 from .compiler import compile_rules
-from .facts import build_fact, may_conceive, observed
+from .facts import build_fact, observed
 from .patient import Patient, parse_patient
 from .result import Result, RulesetInfo, assemble
 from .session import RuleEngine
@@ -74,7 +74,6 @@ class Evaluator:
             observed(patient, self.pack),
             self.covered,
             self.info,
-            may_conceive(patient, self.pack)[1],
         )
 
 

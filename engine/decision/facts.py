@@ -17,21 +17,21 @@ if TYPE_CHECKING:
     from ..knowledge.pack import Pack
 
 
-def may_conceive(patient: Patient, pack: Pack) -> tuple[bool, bool]:
-    """(whether the patient is a non-pregnant female of reproductive potential, whether the site
-    policy decided it because reproductive_potential was not given)."""
+def may_conceive(patient: Patient, pack: Pack) -> bool:
+    """A non-pregnant female of reproductive potential: as recorded, else by the pack's site
+    policy (its age band; an unknown age counts as inside it)."""
     if patient.sex != "female" or patient.pregnant:
-        return False, False
+        return False
     if patient.reproductive_potential is not None:
-        return patient.reproductive_potential, False
+        return patient.reproductive_potential
     low, high = pack.meta.policy.reproductive_age
-    return patient.age is None or low <= patient.age <= high, True
+    return patient.age is None or low <= patient.age <= high
 
 
 def observed(patient: Patient, pack: Pack) -> dict[str, Any]:
     """The patient's own value behind each fact (None when unknown), for traces."""
     values: dict[str, Any] = {name: getattr(patient, name) for name in SCALARS}
-    values["may_conceive"] = may_conceive(patient, pack)[0]
+    values["may_conceive"] = may_conceive(patient, pack)
     for name, (fields, _) in CODE_LISTS.items():
         codes = sorted({code for field in fields for code in _as_list(getattr(patient, field))})
         values[name] = codes[0] if name == "condition" else codes
@@ -51,7 +51,7 @@ def build_fact(patient: Patient, pack: Pack) -> dict[str, Any]:
         fact[name] = {
             code: True for field in fields for item in _as_list(getattr(patient, field)) for code in closures[item]
         }
-    fact["may_conceive"] = may_conceive(patient, pack)[0]
+    fact["may_conceive"] = may_conceive(patient, pack)
     fact.update(patient.labs)
     return fact
 

@@ -31,8 +31,8 @@ SEVERITY_ORDER = ("critical", "warning", "info")
 NO_PROPOSAL = "JAKCDS-001"  # built-in: no active rule proposes this drug for this patient
 NO_RULES_FOR_CONDITION = "JAKCDS-002"  # built-in: the pack has no proposal rule for the condition
 ALREADY_FAILED = "JAKCDS-004"  # built-in: the patient's record says this drug failed or is contraindicated
-POLICY = "JAKCDS-006"  # built-in note: a site policy of the pack decided a fact a shown caution reads
 NOT_ASSESSED = "JAKCDS-005"  # built-in: pregnant or breastfeeding, and no rule of this drug's label speaks to it
+POLICY = "JAKCDS-006"  # built-in note: a site policy of the pack decided a fact a shown caution reads
 BUILT_IN = {NO_PROPOSAL: "No active rule proposes this drug for this patient",
             NO_RULES_FOR_CONDITION: "The pack has no proposal rule for this condition",
             ALREADY_FAILED: "The drug is recorded as failed or contraindicated for this patient",
@@ -183,23 +183,19 @@ def _cautions(rules: list[Rule], drug: str, pack: Pack, extra: list[dict[str, An
     return sorted([*cautions, *extra], key=lambda c: (SEVERITY_ORDER.index(c["severity"]), c["rule"]))
 
 
-def _before_starting(
-    ranked: list[tuple[Any, ...]], observed: dict[str, Any], pack: Pack
-) -> tuple[list[dict[str, Any]], dict[str, list[Rule]]]:
-    """Split the candidates' asking cautions off into one prompt per fact this patient lacks (a
-    rule asking for a full blood count asks only for the counts missing); returns the prompts and
-    each drug's remaining cautions."""
+def _asked(rule: Rule, observed: dict[str, Any]) -> list[str]:
+    """The facts this rule asks for that the patient lacks (a rule asking for a full blood count
+    asks only for the counts missing). A rule that asks for none is an ordinary caution."""
+    return [fact for fact in rule.asks if observed[fact] in (None, "unknown")]
+
+
+def _before_starting(cautions_of: dict[str, list[Rule]], observed: dict[str, Any], pack: Pack) -> list[dict[str, Any]]:
+    """One prompt per fact the candidates' fired rules ask for and the patient lacks."""
     asking: dict[str, dict[str, Rule]] = defaultdict(dict)
     needed_by: dict[str, set[str]] = defaultdict(set)
-    remaining = {}
-    def missing(fact: str) -> bool:
-        return observed[fact] in (None, "unknown")
-
-    for *_, drug, _name, _best, cautions in ranked:
-        # an asking rule that fired for another reason (nothing it asks is missing) stays a caution
-        remaining[drug] = [c for c in cautions if not any(missing(f) for f in c.asks)]
+    for drug, cautions in cautions_of.items():
         for rule in cautions:
-            for fact in filter(missing, rule.asks):
+            for fact in _asked(rule, observed):
                 asking[fact][rule.id] = rule
                 needed_by[fact].add(drug)
     prompts = []
@@ -212,7 +208,7 @@ def _before_starting(
             "rules": [{"rule": r.id, "severity": r.severity, "message": r.message, "citations": _own(r, needed_by[fact], pack)} for r in ordered],
         })
     prompts.sort(key=lambda p: (SEVERITY_ORDER.index(p["severity"]), p["fact"]))
-    return prompts, remaining
+    return prompts
 
 
 def assemble(
@@ -223,7 +219,6 @@ def assemble(
     observed: dict[str, Any],
     covered_conditions: frozenset[str],
     ruleset: RulesetInfo,
-    policy_decided: bool = False,
 ) -> Result:
     """Plain data first, validated into the Result in one call (far cheaper than one model per item)."""
     by_kind: dict[str, dict[str, list[Rule]]] = defaultdict(lambda: defaultdict(list))
@@ -247,9 +242,9 @@ def assemble(
             key=proposal_key,
         )
         if surviving and drug not in tried:
-            cautions = by_kind["caution"][drug]
-            critical = any(c.severity == "critical" and not c.asks for c in cautions)
-            ranked.append(((critical, *proposal_key(surviving[0])[:3]), drug, info.name, surviving, cautions))
+            shown = [c for c in by_kind["caution"][drug] if not _asked(c, observed)]  # the rest: "before starting"
+            critical = any(c.severity == "critical" for c in shown)
+            ranked.append(((critical, *proposal_key(surviving[0])[:3]), drug, info.name, surviving, shown))
             continue
         # an exclusion is a reason only where it removed a proposal (the trace keeps every one that fired)
         off_label_proposed = any(p.label_status == "off_label" for p in proposals)
@@ -261,7 +256,7 @@ def assemble(
             reasons.insert(0, {"rule": NO_PROPOSAL, "message": f"No active rule proposes {info.name} for {condition} in this patient.", "citations": []})
         excluded.append({"drug": drug, "name": info.name, "reasons": reasons})
 
-    before_starting, remaining = _before_starting(ranked, observed, pack)
+    before_starting = _before_starting({entry[1]: by_kind["caution"][entry[1]] for entry in ranked}, observed, pack)
     candidates = [
         {
             "drug": drug,
@@ -272,14 +267,14 @@ def assemble(
             "rationale": best[0].message,
             "rules": [p.id for p in best],
             "citations": _citations(best),
-            "cautions": _cautions(remaining[drug], drug, pack, _not_assessed(all_cautions, patient, name)),
+            "cautions": _cautions(shown, drug, pack, _not_assessed(by_kind["caution"][drug], patient, name)),
         }
-        for rank, (_, drug, name, best, all_cautions) in enumerate(sorted(ranked), start=1)
+        for rank, (_, drug, name, best, shown) in enumerate(sorted(ranked), start=1)
     ]
     if any(c["label_status"] == "off_label" for c in candidates):
         notes += [{"rule": r.id, "message": r.message, "citations": r.citation_docs} for r in rules if r.id in fired and r.only_with_off_label]
-    shown = {c["rule"] for cand in candidates for c in cand["cautions"]}
-    if policy_decided and any("may_conceive" in r.facts for r in rules if r.id in shown):
+    shown_rules = {c["rule"] for cand in candidates for c in cand["cautions"]}
+    if patient["reproductive_potential"] is None and any("may_conceive" in r.facts for r in rules if r.id in shown_rules):
         low, high = pack.meta.policy.reproductive_age
         notes.append({"rule": POLICY, "citations": [], "message": (
             f"Site policy, not a label fact: reproductive potential was not given, so a woman aged {low}-{high} "

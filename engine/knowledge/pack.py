@@ -150,9 +150,10 @@ def load_pack(path: Path | str | None = None, verify: bool = True) -> Pack:
     found = _rules(pack, docs)
     pack.rules = [rule for rule, _ in found]
     pack.rule_files = {rule.id: name for rule, name in found}
+    by_id = {rule.id: rule for rule in pack.rules}
     for rule, name in found:
         for other in rule.supersedes:
-            target = next((r for r in pack.rules if r.id == other), None)
+            target = by_id.get(other)
             if target is None or set(target.drugs) - set(rule.drugs) or target.kind != rule.kind:
                 raise PackError(f"{name}: {rule.id}: supersedes {other!r}, which is not a {rule.kind} rule of its drugs")
     return pack

@@ -8,7 +8,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from ..decision.result import EVIDENCE_WORDS, NO_PROPOSAL, Citation, Result, evidence_words
+from ..decision.result import EVIDENCE_WORDS, NO_PROPOSAL, Candidate, Citation, Result, evidence_words
 
 SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -31,7 +31,7 @@ def _who(patient: dict) -> str:
     return ", ".join(parts)
 
 
-def _finding(candidate) -> str:
+def _finding(candidate: Candidate) -> str:
     """The most severe caution in words: its severity and the message's lead (up to the first colon)."""
     if not candidate.cautions:
         return "none"
