@@ -172,10 +172,16 @@ def run_tests(
     path: Annotated[Path, typer.Argument(help="the golden cases directory")] = Path("cases"),
     rules: RulesOption = None,
     include_draft: Annotated[bool, typer.Option("--include-draft", help="also run draft rules and their examples")] = False,
+    update: Annotated[bool, typer.Option("--update", help="rewrite each case's expected.yaml from today's result (review the diff)")] = False,
 ) -> None:
     """Run the golden cases and every rule's examples: PASS / FAIL / TODO, one line each."""
-    from jakcds.review.cases import run_all
+    from jakcds.review.cases import case_dirs, run_all, update_case
 
+    if update:
+        ev = load(rules, include_draft)
+        changed = [d.name for d in case_dirs(path) if update_case(d, ev)]
+        typer.echo("\n".join(f"updated {name}" for name in changed) + f"\njakcds test --update: {len(changed)} cases rewritten")
+        return
     outcomes = run_all(path, load(rules, include_draft))
     for outcome in outcomes:
         typer.echo(f"{outcome.status} {outcome.name}" + (f"  ({outcome.detail})" if outcome.status == "TODO" else ""))
@@ -299,7 +305,7 @@ def rules_show(
     rules: RulesOption = None,
 ) -> None:
     """The whole rule for a reviewer: conditions in plain words, output, citations, examples, dates."""
-    from jakcds.review.describe import rule_document
+    from jakcds.knowledge.describe import rule_document
 
     pack = load(rules).pack
     rule = next((r for r in pack.rules if r.id == rule_id.upper()), None)

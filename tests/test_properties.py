@@ -86,6 +86,7 @@ def test_a_critical_finding_never_ranks_above_a_candidate_without_one(patient):
 
 
 DRUGS = sorted(PACK.drugs)
+RULE = {rule.id: rule for rule in PACK.rules}
 
 
 @settings(max_examples=150, deadline=None)
@@ -128,3 +129,80 @@ def test_no_fact_is_asked_twice_and_no_candidate_repeats_a_prompt(patient):
     assert len(facts) == len(set(facts))
     asking = {r.rule for p in result.before_starting for r in p.rules}
     assert not asking & {caution.rule for c in result.candidates for caution in c.cautions}
+
+
+def _unknown(patient: dict, fact: str) -> bool:
+    return fact not in patient and fact not in patient.get("labs", {})
+
+
+@settings(max_examples=150, deadline=None)
+@given(patients)
+def test_a_conditional_candidate_waits_only_on_what_the_profile_lacks(patient):
+    """Conditional: each fact to confirm is unknown (or the condition was given too broadly), and
+    conditional candidates rank below the unconditional ones of the same risk and label status."""
+    result = EVALUATOR.evaluate(patient)
+    for candidate in result.candidates:
+        assert candidate.conditional == bool(candidate.confirm)
+        for item in candidate.confirm:
+            assert all(fact == "condition" or _unknown(patient, fact) for fact in item.facts), item
+    keys = [(any(c.severity == "critical" for c in cand.cautions), cand.label_status, cand.conditional) for cand in result.candidates]
+    assert keys == sorted(keys, key=lambda k: (k[0], k[1] == "off_label", k[2]))
+
+
+VALUES = {"severity": ["mild", "moderate", "severe"], "age": [11, 16, 40, 70], "weight_kg": [35, 60]}
+
+
+@settings(max_examples=150, deadline=None)
+@given(patients, st.data())
+def test_confirming_a_fact_decides_each_candidate_that_waited_on_it(patient, data):
+    """Recording a fact a conditional candidate waits on either makes it unconditional or removes
+    it with a why-not; it never leaves it waiting on that fact."""
+    result = EVALUATOR.evaluate(patient)
+    waiting = {fact for c in result.candidates for item in c.confirm for fact in item.facts if fact in VALUES}
+    if not waiting:
+        return
+    fact = data.draw(st.sampled_from(sorted(waiting)))
+    after = EVALUATOR.evaluate({**patient, fact: data.draw(st.sampled_from(VALUES[fact]))})
+    assert not any(fact in item.facts for c in after.candidates for item in c.confirm)
+
+
+@settings(max_examples=100, deadline=None)
+@given(patients)
+def test_every_why_not_names_the_decision(patient):
+    """A drug not suggested: JAKCDS-001 alone (no proposal for the condition concerns it), or the
+    failed proposals with their unmet tests and the patient's values, or the exclusions."""
+    for x in EVALUATOR.evaluate(patient).excluded:
+        rules = [r.rule for r in x.reasons]
+        assert rules and ("JAKCDS-001" not in rules or rules == ["JAKCDS-001"])
+        for reason in x.reasons:
+            assert reason.rule.startswith("JAKCDS-") or reason.unmet or RULE[reason.rule].kind == "exclude"
+            for unmet in reason.unmet:
+                assert unmet.needs in reason.message and set(unmet.patient) <= set(RULE[reason.rule].facts)
+
+
+@settings(max_examples=60, deadline=None)
+@given(patients)
+def test_explain_and_the_cards_agree_with_the_result(patient):
+    from jakcds.decision.result import BUILT_IN
+    from jakcds.ehr.cards import patient_view
+    from jakcds.review.explain import explain
+
+    result = EVALUATOR.evaluate(patient)
+    fired = {t.rule for t in result.trace}
+    for drug in DRUGS:
+        doc = explain(EVALUATOR, patient, drug)
+        candidate = next((c for c in result.candidates if c.drug == drug), None)
+        assert doc["status"] == ("candidate" if candidate else "excluded")
+        assert doc["rank"] == (candidate.rank if candidate else None)
+        assert {r["rule"] for r in doc["rules"] if r["fired"]} == {r.id for r in EVALUATOR.rules if drug in r.drugs} & fired
+        for reason in doc["reasons"]:  # a failed proposal: explain shows a test that does not hold
+            if reason["unmet"]:
+                assert not all(t["holds"] for r in doc["rules"] if r["rule"] == reason["rule"] for t in r["tests"])
+    titles = BUILT_IN | {r.id: r.title for r in PACK.rules}
+    cards = patient_view(result, result.condition_name, titles)
+    shown = [card["source"]["topic"]["code"] for card in cards[: len(result.candidates)]]
+    assert shown == [c.rules[0] for c in result.candidates]
+    for card, candidate in zip(cards, result.candidates):
+        critical = any(c.severity == "critical" for c in candidate.cautions)
+        assert (card["indicator"] == "critical") == critical
+        assert (card["indicator"] == "info") == (not candidate.cautions and not candidate.conditional) or critical

@@ -4,15 +4,26 @@ Each rule becomes one pattern over the single patient fact: {"t": "patient"} (a 
 a pattern of only negations would also match durable's session-state object and loop) and
 the rule's `when`. `any` becomes `$or` inside that pattern, never durable's `any` (which
 re-fires with combined bindings). The action name is the rule id.
+
+Probes are extra durable rules whose firing the result reads (so durable-rules decides them too):
+- RULE#i, for each part (an item of its top-level `all`) of a proposal or a relaxed rule: which
+  part failed, for the why-not ("needs age >= 12; patient is 11") and what to confirm;
+- RULE~, the proposal or off-label exclusion with every test of a single value relaxed to "holds
+  or the value is unknown", and "condition has X" to "or the condition given is X's direct parent"
+  (vitiligo of unrecorded type for nonsegmental vitiligo): a proposal that fires only relaxed is
+  a conditional candidate (confirm severity), an off-label exclusion that fires only relaxed must
+  be confirmed not to hold (age).
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 from ..knowledge.rules import Group, Rule, Test
+from .facts import GIVEN_CONDITION
 
 SENTINEL = "$sentinel"  # asserted first in every session, so delete_state is always safe
 PATIENT = {"t": "patient"}
@@ -21,6 +32,23 @@ MAX_RULES = 512  # above ~512 distinct tests under one shared prefix create_rule
 MAX_SAME_LAST_TEST = 256  # above 256 rules ending in the same test: error 108
 
 _COMPARE = {"lt": "$lt", "lte": "$lte", "gt": "$gt", "gte": "$gte"}
+# tests of one value, which a profile may leave unknown (code lists are read as given; `known`
+# tests are about unknown values already)
+RELAXABLE = ("eq", "in", "lt", "lte", "gt", "gte")
+
+
+def part_probe(rule_id: str, index: int) -> str:
+    return f"{rule_id}#{index}"
+
+
+def relaxed_probe(rule_id: str) -> str:
+    return f"{rule_id}~"
+
+
+def relaxable(rule: Rule) -> bool:
+    """A rule that has a relaxed probe: a proposal or an off-label exclusion with a test to relax."""
+    probed = rule.kind == "propose" or (rule.kind == "exclude" and rule.scope == "off_label")
+    return probed and any(t.op in RELAXABLE or (t.fact, t.op) == ("condition", "has") for t in rule.when.tests()) if rule.when else False
 
 
 class CompileError(Exception):
@@ -42,21 +70,40 @@ def compile_test(test: Test) -> dict[str, Any]:
     return {_COMPARE[op]: {fact: value}}
 
 
-def compile_condition(node: Test | Group) -> dict[str, Any]:
+def _unknown(test: Test, broader: Mapping[str, list[str]]) -> list[dict[str, Any]]:
+    """Patterns for "the patient's value could still make this test hold"."""
+    if (test.fact, test.op) == ("condition", "has"):
+        return [{GIVEN_CONDITION: parent} for parent in broader.get(test.value, [])]
+    if test.op not in RELAXABLE:
+        return []
+    return [{"$nex": {test.fact: 1}}] + ([{test.fact: "unknown"}] if isinstance(test.value, (str, list)) else [])
+
+
+def compile_condition(node: Test | Group, broader: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
+    """A condition as a durable pattern; relaxed (see the module doc) when given `broader`:
+    each diagnosis code -> its direct parents."""
     if isinstance(node, Test):
-        return compile_test(node)
-    parts = [compile_condition(item) for item in node.items]
+        unknown = _unknown(node, broader) if broader is not None else []
+        return {"$or": [compile_test(node), *unknown]} if unknown else compile_test(node)
+    parts = [compile_condition(item, broader) for item in node.items]
     return {"$and" if node.all_ is not None else "$or": parts}
 
 
-def compile_rule(rule: Rule) -> dict[str, Any]:
-    pattern = {"$and": [PATIENT, compile_condition(rule.when)]} if rule.when else PATIENT
-    return {"all": [{"m": pattern}], "run": rule.id}
+def _durable_rule(name: str, condition: Test | Group | None, broader: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
+    pattern = {"$and": [PATIENT, compile_condition(condition, broader)]} if condition else PATIENT
+    return {"all": [{"m": pattern}], "run": name}
 
 
-def compile_rules(rules: list[Rule]) -> dict[str, Any]:
-    """The ruleset definition: one entry per rule plus the session sentinel."""
-    return build_ruleset({rule.id: compile_rule(rule) for rule in rules})
+def compile_rules(rules: list[Rule], broader: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
+    """The ruleset definition: one entry per rule, its probes, and the session sentinel
+    (`broader`: each diagnosis code -> its direct parents, for the relaxed probes)."""
+    ruleset = {rule.id: _durable_rule(rule.id, rule.when) for rule in rules}
+    for rule in rules:
+        if rule.kind == "propose" or relaxable(rule):
+            ruleset.update({part_probe(rule.id, i): _durable_rule(part_probe(rule.id, i), part) for i, part in enumerate(rule.parts)})
+        if relaxable(rule):
+            ruleset[relaxed_probe(rule.id)] = _durable_rule(relaxed_probe(rule.id), rule.when, broader or {})
+    return build_ruleset(ruleset)
 
 
 def build_ruleset(rules: dict[str, Any]) -> dict[str, Any]:

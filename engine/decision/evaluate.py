@@ -36,7 +36,7 @@ class Evaluator:
     def __init__(self, pack: Pack, include_draft: bool = False, builtin: bool = False):
         self.pack = pack
         self.rules = pack.active(include_draft)
-        self.engine = RuleEngine(compile_rules(self.rules))
+        self.engine = RuleEngine(compile_rules(self.rules, {code: e.is_a for code, e in pack.diagnoses.entries.items()}))
         # conditions some proposal rule is about: a patient outside them gets the JAKCDS-002 note
         self.covered = frozenset(
             test.value

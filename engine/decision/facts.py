@@ -16,6 +16,8 @@ from .patient import Patient
 if TYPE_CHECKING:
     from ..knowledge.pack import Pack
 
+GIVEN_CONDITION = "condition_given"  # the condition code exactly as given (relaxed probes read it)
+
 
 def may_conceive(patient: Patient, pack: Pack) -> bool:
     """A non-pregnant female of reproductive potential: as recorded, else by the pack's site
@@ -51,6 +53,7 @@ def build_fact(patient: Patient, pack: Pack) -> dict[str, Any]:
         fact[name] = {
             code: True for field in fields for item in _as_list(getattr(patient, field)) for code in closures[item]
         }
+    fact[GIVEN_CONDITION] = patient.condition
     fact["may_conceive"] = may_conceive(patient, pack)
     fact.update(patient.labs)
     return fact

@@ -17,8 +17,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ..knowledge.describe import describe_item
 from ..knowledge.pack import Pack
-from ..knowledge.rules import Evidence, Grade, LabelStatus, Rule, Severity
+from ..knowledge.rules import Evidence, Grade, Group, LabelStatus, Rule, Severity, Test, tests_of
+from .compiler import part_probe, relaxed_probe
 
 EVIDENCE_ORDER = ("label", "case_series", "case_report", "expert_opinion")
 EVIDENCE_WORDS = {"label": "US label", "case_series": "case series", "case_report": "case report", "expert_opinion": "expert opinion"}
@@ -28,12 +30,12 @@ def evidence_words(evidence: str) -> str:
     """An evidence level in words, as shown to clinicians: all but a label is flagged low-level."""
     return EVIDENCE_WORDS[evidence] + ("" if evidence == "label" else " (low-level evidence)")
 SEVERITY_ORDER = ("critical", "warning", "info")
-NO_PROPOSAL = "JAKCDS-001"  # built-in: no active rule proposes this drug for this patient
+NO_PROPOSAL = "JAKCDS-001"  # built-in: no active proposal rule for the patient's condition concerns this drug
 NO_RULES_FOR_CONDITION = "JAKCDS-002"  # built-in: the pack has no proposal rule for the condition
 ALREADY_FAILED = "JAKCDS-004"  # built-in: the patient's record says this drug failed or is contraindicated
 NOT_ASSESSED = "JAKCDS-005"  # built-in: pregnant or breastfeeding, and no rule of this drug's label speaks to it
 POLICY = "JAKCDS-006"  # built-in note: a site policy of the pack decided a fact a shown caution reads
-BUILT_IN = {NO_PROPOSAL: "No active rule proposes this drug for this patient",
+BUILT_IN = {NO_PROPOSAL: "No active rule proposes this drug for the patient's condition",
             NO_RULES_FOR_CONDITION: "The pack has no proposal rule for this condition",
             ALREADY_FAILED: "The drug is recorded as failed or contraindicated for this patient",
             NOT_ASSESSED: "Pregnancy or breastfeeding not assessed for this drug: its label section is not in this pack",
@@ -65,6 +67,14 @@ class Prompt(BaseModel):
     rules: list[Caution]  # the asking rules, each with its message and citations
 
 
+class Confirm(BaseModel):
+    """A condition of a conditional candidate's proposal that the profile cannot decide."""
+
+    rule: str  # the proposal, or the off-label exclusion that must be confirmed not to hold
+    needs: str  # in words: "severity is 'severe'", "not: age < 18 years"
+    facts: list[str]  # the unknown facts it reads
+
+
 class Candidate(BaseModel):
     drug: str
     name: str
@@ -75,12 +85,20 @@ class Candidate(BaseModel):
     rules: list[str]
     citations: list[Citation]
     cautions: list[Caution]
+    conditional: bool = False  # proposed only if `confirm` holds: ranks below the unconditional
+    confirm: list[Confirm] = []
+
+
+class Unmet(BaseModel):
+    needs: str  # a part of the proposal's condition, in words
+    patient: dict[str, Any]  # the patient's value of each fact it reads (None: not recorded)
 
 
 class Reason(BaseModel):
     rule: str
     message: str
     citations: list[Citation] = []  # none for the built-in JAKCDS-* reasons
+    unmet: list[Unmet] = []  # a proposal that did not fire: the parts that did not hold
 
 
 class Excluded(BaseModel):
@@ -211,6 +229,77 @@ def _before_starting(cautions_of: dict[str, list[Rule]], observed: dict[str, Any
     return prompts
 
 
+def _words(value: Any) -> str:
+    if value is None:
+        return "not recorded"
+    if isinstance(value, list):
+        return ", ".join(value) or "none"
+    return str(value).lower() if isinstance(value, bool) else f"{value:g}" if isinstance(value, (int, float)) else value
+
+
+def _failed(rule: Rule, fired: frozenset[str]) -> list[Test | Group]:
+    """The parts of a rule that did not hold (durable-rules decided each, as a probe)."""
+    return [part for i, part in enumerate(rule.parts) if part_probe(rule.id, i) not in fired]
+
+
+def _confirm(rule: Rule, fired: frozenset[str], observed: dict[str, Any], pack: Pack, negate: bool = False) -> list[dict[str, Any]]:
+    """What must be confirmed for a rule that holds only with unknown values taken as holding
+    (relaxed): its failed parts (for an exclusion: that they do not hold)."""
+    return [
+        {"rule": rule.id, "needs": describe_item(part, pack, negate),
+         "facts": sorted({t.fact for t in tests_of(part) if t.fact == "condition" or observed[t.fact] in (None, "unknown")})}
+        for part in _failed(rule, fired)
+    ]
+
+
+def _unmet(rule: Rule, fired: frozenset[str], observed: dict[str, Any], pack: Pack) -> list[dict[str, Any]]:
+    return [{"needs": describe_item(part, pack), "patient": {t.fact: observed[t.fact] for t in tests_of(part)}} for part in _failed(rule, fired)]
+
+
+def _for_condition(rule: Rule, fired: frozenset[str]) -> bool:
+    """A proposal about the patient's condition: its parts that read only the condition hold."""
+    return all(part_probe(rule.id, i) in fired for i, part in enumerate(rule.parts) if {t.fact for t in tests_of(part)} == {"condition"})
+
+
+def _decide(
+    drug: str, name: str, condition: str, rules: list[Rule], by_kind: dict[str, dict[str, list[Rule]]],
+    fired: frozenset[str], observed: dict[str, Any], pack: Pack,
+) -> tuple[list[tuple[Rule, list[dict[str, Any]]]], list[dict[str, Any]]]:
+    """A drug's surviving proposals, best first, each with what must be confirmed (empty: none;
+    the unconditional ones first), and otherwise the reasons it is not suggested."""
+    excludes = by_kind["exclude"][drug]
+    proposed = {p.id for p in by_kind["propose"][drug]}  # fired, not superseded
+    pending = [x for x in rules if x.kind == "exclude" and relaxed_probe(x.id) in fired and x.id not in fired]
+    options, removed, reasons = [], [], []
+    for rule in (r for r in rules if r.kind == "propose"):
+        if rule.id in proposed:
+            confirm = []
+        elif relaxed_probe(rule.id) in fired:
+            confirm = _confirm(rule, fired, observed, pack)
+        else:
+            if _for_condition(rule, fired):
+                unmet = _unmet(rule, fired, observed, pack)
+                said = "; ".join(f"{u['needs']} (patient: {', '.join(f'{f} {_words(v)}' for f, v in u['patient'].items())})" for u in unmet)
+                reasons.append({"rule": rule.id, "message": f"Would propose {name} for {condition}; not met: {said}.", "citations": rule.citation_docs, "unmet": unmet})
+            continue
+        off_label = rule.label_status == "off_label"
+        if any(x.scope == "all" or off_label for x in excludes):
+            removed.append(rule)
+            continue
+        if off_label:  # the off-label bar, where it reads a value the profile lacks (and confirm does not already ask)
+            asked = {fact for c in confirm for fact in c["facts"]}
+            confirm += [c for x in pending if x.scope == "off_label" for c in _confirm(x, fired, observed, pack, negate=True)
+                        if not set(c["facts"]) <= asked]
+        options.append((rule, confirm))
+    options.sort(key=lambda option: (bool(option[1]), proposal_key(option[0])))  # unconditional first
+    if not options:
+        # an exclusion is a reason only where it removed a proposal (the trace keeps every one that fired)
+        off_label_removed = any(p.label_status == "off_label" for p in removed)
+        reasons[:0] = [{"rule": x.id, "message": x.message, "citations": x.citation_docs} for x in excludes
+                       if (x.scope == "all" and removed) or off_label_removed]
+    return options, reasons
+
+
 def assemble(
     pack: Pack,
     rules: list[Rule],
@@ -224,7 +313,10 @@ def assemble(
     by_kind: dict[str, dict[str, list[Rule]]] = defaultdict(lambda: defaultdict(list))
     notes = []
     superseded = {other for rule in rules if rule.id in fired for other in rule.supersedes}
+    rules_by_drug: dict[str, list[Rule]] = defaultdict(list)
     for rule in rules:
+        for drug in rule.drugs:
+            rules_by_drug[drug].append(rule)
         if rule.id in fired and rule.id not in superseded:
             for drug in rule.drugs:
                 by_kind[rule.kind][drug].append(rule)
@@ -235,25 +327,18 @@ def assemble(
     tried = set(patient["failed_therapies"]) | set(patient["contraindicated_therapies"])
     ranked, excluded = [], []
     for drug, info in sorted(pack.drugs.items()):
-        proposals = by_kind["propose"][drug]
-        excludes = by_kind["exclude"][drug]
-        surviving = sorted(
-            (p for p in proposals if not any(x.scope == "all" or p.label_status == "off_label" for x in excludes)),
-            key=proposal_key,
-        )
-        if surviving and drug not in tried:
+        options, reasons = _decide(drug, info.name, condition, rules_by_drug[drug], by_kind, fired, observed, pack)
+        if options and drug not in tried:
+            best, confirm = options[0]
             shown = [c for c in by_kind["caution"][drug] if not _asked(c, observed)]  # the rest: "before starting"
             critical = any(c.severity == "critical" for c in shown)
-            ranked.append(((critical, *proposal_key(surviving[0])[:3]), drug, info.name, surviving, shown))
+            off_label, *rest = proposal_key(best)[:3]
+            ranked.append(((critical, off_label, bool(confirm), *rest), drug, info.name, [rule for rule, c in options if bool(c) == bool(confirm)], confirm, shown))
             continue
-        # an exclusion is a reason only where it removed a proposal (the trace keeps every one that fired)
-        off_label_proposed = any(p.label_status == "off_label" for p in proposals)
-        reasons = [{"rule": x.id, "message": x.message, "citations": x.citation_docs} for x in excludes
-                   if (x.scope == "all" and proposals) or off_label_proposed]
         if drug in tried:
             reasons.insert(0, {"rule": ALREADY_FAILED, "message": f"{info.name} is recorded as failed or contraindicated for this patient: not proposed again.", "citations": []})
-        elif not proposals:
-            reasons.insert(0, {"rule": NO_PROPOSAL, "message": f"No active rule proposes {info.name} for {condition} in this patient.", "citations": []})
+        elif not reasons:
+            reasons.append({"rule": NO_PROPOSAL, "message": f"No active rule proposes {info.name} for {condition}.", "citations": []})
         excluded.append({"drug": drug, "name": info.name, "reasons": reasons})
 
     before_starting = _before_starting({entry[1]: by_kind["caution"][entry[1]] for entry in ranked}, observed, pack)
@@ -268,8 +353,10 @@ def assemble(
             "rules": [p.id for p in best],
             "citations": _citations(best),
             "cautions": _cautions(shown, drug, pack, _not_assessed(by_kind["caution"][drug], patient, name)),
+            "conditional": bool(confirm),
+            "confirm": confirm,
         }
-        for rank, (_, drug, name, best, shown) in enumerate(sorted(ranked), start=1)
+        for rank, (_, drug, name, best, confirm, shown) in enumerate(sorted(ranked), start=1)
     ]
     if any(c["label_status"] == "off_label" for c in candidates):
         notes += [{"rule": r.id, "message": r.message, "citations": r.citation_docs} for r in rules if r.id in fired and r.only_with_off_label]

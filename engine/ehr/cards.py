@@ -96,7 +96,13 @@ def _not_used(unmapped: list[Unmapped], group_from: int = 3) -> list[str]:
 
 
 def _highest(candidate: Candidate) -> Severity:
-    return max((c.severity for c in candidate.cautions), key=SEVERITY_RANK.__getitem__, default="info")
+    """Its most severe caution; at least a warning while a condition of its proposal is unconfirmed."""
+    floor: list[Severity] = ["warning"] if candidate.conditional else []
+    return max([c.severity for c in candidate.cautions] + floor, key=SEVERITY_RANK.__getitem__, default="info")
+
+
+def _if_confirmed(candidate: Candidate) -> str:
+    return f", if {'; '.join(c.needs for c in candidate.confirm)}" if candidate.conditional else ""
 
 
 def _candidate_detail(candidate: Candidate, result: Result, condition: str) -> list[str]:
@@ -105,6 +111,7 @@ def _candidate_detail(candidate: Candidate, result: Result, condition: str) -> l
         f"{candidate.label_status.replace('_', '-')}, evidence: {evidence_words(candidate.evidence)}.",
         "",
         candidate.rationale,
+        *(f"\n**CONFIRM** {c.needs} ({c.rule}): proposed only if it holds." for c in candidate.confirm),
         "",
         "Sources:",
         *(_quote(c, result.sources) for c in candidate.citations),
@@ -134,7 +141,7 @@ def patient_view(result: Result, condition: str, titles: dict[str, str]) -> list
     basis, cards = Basis.of(result, titles), []
     for c in result.candidates:
         cautions = f", {len(c.cautions)} caution{'s' * (len(c.cautions) != 1)}" if c.cautions else ""
-        summary = f"{c.rank}. {c.name} for {condition} ({c.label_status.replace('_', '-')}, {EVIDENCE_WORDS[c.evidence]}{cautions})"
+        summary = f"{c.rank}. {c.name} for {condition} ({c.label_status.replace('_', '-')}, {EVIDENCE_WORDS[c.evidence]}{cautions}{_if_confirmed(c)})"
         cards.append(card(summary, _highest(c), _candidate_detail(c, result, condition), c.rules[0], c.citations, basis))
     cards += _work_up(result.before_starting, result, basis)
     if not result.candidates:
@@ -155,7 +162,7 @@ def order_review(result: Result, drug: str, condition: str, titles: dict[str, st
         excluded = next(x for x in result.excluded if x.drug == drug)
         return [
             card(f"{excluded.name} is not suggested for {condition}: {reason.message}",
-                 "warning" if reason.rule.startswith("JAKCDS-") else "critical",
+                 "warning" if reason.rule.startswith("JAKCDS-") or reason.unmet else "critical",
                  [f"**{excluded.name}** is not among the options for {condition}.", "", reason.message, "",
                   *(_quote(c, result.sources) for c in reason.citations)],
                  reason.rule, reason.citations, basis)
@@ -169,7 +176,7 @@ def order_review(result: Result, drug: str, condition: str, titles: dict[str, st
         for caution in candidate.cautions
         if caution.severity == "critical"
     ]
-    summary = f"{candidate.name} is option {candidate.rank} for {condition} ({candidate.label_status.replace('_', '-')})"
+    summary = f"{candidate.name} is option {candidate.rank} for {condition} ({candidate.label_status.replace('_', '-')}{_if_confirmed(candidate)})"
     own = [p for p in result.before_starting if drug in p.drugs]
     detail = _candidate_detail(candidate, result, condition)
     return [card(summary, _highest(candidate), detail, candidate.rules[0], candidate.citations, basis), *cards,

@@ -117,7 +117,12 @@ class Group(BaseModel):
 
     def tests(self) -> Iterator[Test]:
         for item in self.items:
-            yield from ([item] if isinstance(item, Test) else item.tests())
+            yield from tests_of(item)
+
+
+def tests_of(node: Test | Group) -> Iterator[Test]:
+    """The tests of a test (itself) or of a group (all of them, nested)."""
+    return iter([node]) if isinstance(node, Test) else node.tests()
 
 
 class Citation(BaseModel):
@@ -221,6 +226,13 @@ class Rule(BaseModel):
     def facts(self) -> list[str]:
         """The facts this rule reads, sorted."""
         return sorted({test.fact for test in self.when.tests()}) if self.when else []
+
+    @cached_property
+    def parts(self) -> list[Test | Group]:
+        """The conditions that must all hold: the items of a top-level `all`, else the one `any`."""
+        if self.when is None:
+            return []
+        return self.when.items if self.when.all_ is not None else [self.when]
 
     @cached_property
     def specificity(self) -> int:

@@ -49,6 +49,7 @@ def project(result: Result) -> dict[str, Any]:
                 "label_status": c.label_status,
                 "evidence": c.evidence,
                 "cautions": {caution.rule: caution.severity for caution in c.cautions},
+                **({"confirm": [f"{item.rule}: {item.needs}" for item in c.confirm]} if c.conditional else {}),
             }
             for c in result.candidates
         ],
@@ -104,6 +105,25 @@ def run_case(directory: Path, evaluator: Evaluator) -> Outcome:
     dump = lambda doc: yaml.safe_dump(doc, sort_keys=False).splitlines()  # noqa: E731
     diff = "\n".join(difflib.unified_diff(dump(wanted), dump(actual), "expected", "actual", lineterm=""))
     return Outcome(name, _status(False, todo), diff, fired)
+
+
+def update_case(directory: Path, evaluator: Evaluator) -> bool:
+    """Rewrite a case's expected result from today's result (`jakcds test --update`: review the
+    diff before committing it). Error cases are left alone; a FHIR twin keeps pointing at its
+    JSON twin and updates only what it pins itself. Returns whether the file changed."""
+    expected = _expected(directory)
+    if "error" in expected:
+        return False
+    actual = project(evaluate_case(directory, evaluator, expected))
+    own = ["unmapped"] if "twin" in expected else ["candidates", "before_starting", "excluded", "notes"]
+    if "twin" in expected and "before_starting" in expected:
+        own.append("before_starting")
+    updated = {**expected, **{key: actual[key] for key in own}}
+    if updated == expected:
+        return False
+    text = yaml.safe_dump(updated, sort_keys=False, allow_unicode=True, width=100)
+    (directory / "expected.yaml").write_text(text, encoding="utf-8")
+    return True
 
 
 def run_examples(evaluator: Evaluator) -> list[Outcome]:

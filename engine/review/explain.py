@@ -14,7 +14,7 @@ from ..decision.compiler import PATIENT, build_ruleset, compile_test
 from ..decision.evaluate import Evaluator
 from ..decision.facts import build_fact, observed
 from ..decision.session import RuleEngine
-from .describe import describe_test
+from ..knowledge.describe import describe_test
 
 _engines: weakref.WeakKeyDictionary[Evaluator, RuleEngine] = weakref.WeakKeyDictionary()
 

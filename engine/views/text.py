@@ -31,14 +31,20 @@ def _who(patient: dict) -> str:
     return ", ".join(parts)
 
 
+def _confirm(candidate: Candidate) -> str:
+    return "; ".join(c.needs for c in candidate.confirm)
+
+
 def _finding(candidate: Candidate) -> str:
-    """The most severe caution in words: its severity and the message's lead (up to the first colon)."""
-    if not candidate.cautions:
-        return "none"
-    top = candidate.cautions[0]  # cautions are most severe first
-    lead = top.message.split(":", 1)[0]
-    more = f" (+{len(candidate.cautions) - 1})" if len(candidate.cautions) > 1 else ""
-    return f"[{SEVERITY_STYLE[top.severity]}]{top.severity.upper()}[/] {escape(lead)}{more}"
+    """What must be confirmed first (a conditional candidate), then the most severe caution in
+    words: its severity and the message's lead (up to the first colon)."""
+    lines = [f"[bold]CONFIRM[/] {escape(_confirm(candidate))}"] if candidate.conditional else []
+    if candidate.cautions:
+        top = candidate.cautions[0]  # cautions are most severe first
+        lead = top.message.split(":", 1)[0]
+        more = f" (+{len(candidate.cautions) - 1})" if len(candidate.cautions) > 1 else ""
+        lines.append(f"[{SEVERITY_STYLE[top.severity]}]{top.severity.upper()}[/] {escape(lead)}{more}")
+    return "\n".join(lines) or "none"
 
 
 def _line(console: Console, indent: int, markup: str, style: str = "") -> None:
@@ -99,6 +105,8 @@ def render(result: Result, console: Console, citations: str = "numbered") -> Non
     for c in result.candidates:
         console.print(f"\n[bold]{c.rank}. {c.name}[/] ({c.label_status.replace('_', '-')}, {evidence_words(c.evidence)})")
         cite.show(console, 2, escape(c.rationale), c.citations)
+        for item in c.confirm:
+            _line(console, 2, f"[bold]CONFIRM[/] {escape(item.needs)} ({item.rule}): proposed only if it holds")
         for caution in c.cautions:
             style = SEVERITY_STYLE[caution.severity]
             cite.show(console, 2, f"[{style}]{caution.severity.upper()}[/] {caution.rule}: {escape(caution.message)}", caution.citations)
@@ -111,7 +119,7 @@ def render(result: Result, console: Console, citations: str = "numbered") -> Non
                 _line(console, 2, escape(f"{x.name}: " + "; ".join(f"{r.rule}: {r.message}" for r in x.reasons)))
         if unproposed:  # one line for the drugs no rule proposes, instead of one each
             _line(console, 2, escape(f"{', '.join(unproposed)}: {NO_PROPOSAL}: no active rule proposes them for "
-                                     f"{result.condition_name} in this patient."))
+                                     f"{result.condition_name}."))
     if result.notes:
         console.print("\n[bold]Notes[/]")
         for note in result.notes:

@@ -4,21 +4,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..knowledge.catalogue import catalogue
-from ..knowledge.pack import Pack
-from ..knowledge.rules import Group, Rule, Test
+from .catalogue import catalogue
+from .pack import Pack
+from .rules import Group, Rule, Test
 
 _COMPARE = {"lt": "<", "lte": "≤", "gt": ">", "gte": "≥"}
+_OPPOSITE = {"has": "lacks", "lacks": "has", "lt": "gte", "gte": "lt", "lte": "gt", "gt": "lte"}
 
 
 def _code_name(pack: Pack, vocabulary: str, code: str) -> str:
     return getattr(pack, vocabulary).entries[code].name
 
 
-def describe_test(test: Test, pack: Pack) -> str:
+def describe_test(test: Test, pack: Pack, negate: bool = False) -> str:
+    """A test in words; negated ("must not hold"), its opposite in words."""
     spec = catalogue(pack)[test.fact]
     fact = test.fact.replace("_", " ")
     op, value = test.op, test.value
+    if op in ("eq", "in"):
+        shown = str(value).lower() if isinstance(value, bool) else ", ".join(map(repr, value)) if op == "in" else repr(value)
+        verb = ("none of" if negate else "one of") if op == "in" else ("not" if negate else "")
+        return f"{fact} is {verb} {shown}".replace("  ", " ")
+    if negate:
+        op, value = _OPPOSITE.get(op, op), (not value if op == "known" else value)
     if op in ("has", "lacks"):
         name = _code_name(pack, spec.vocabulary, value)
         if test.fact == "condition":
@@ -28,11 +36,15 @@ def describe_test(test: Test, pack: Pack) -> str:
         return f"no {name} (nor a narrower one) among {fact}"
     if op == "known":
         return f"{fact} is {'recorded' if value else 'not recorded'}"
-    if op == "eq":
-        return f"{fact} is {str(value).lower() if isinstance(value, bool) else repr(value)}"
-    if op == "in":
-        return f"{fact} is one of {', '.join(map(repr, value))}"
     return f"{fact} {_COMPARE[op]} {value:g} {spec.unit}".rstrip()
+
+
+def describe_item(node: Test | Group, pack: Pack, negate: bool = False) -> str:
+    """A test or a group on one line, 'any of (a; b)'; negated, by De Morgan's laws."""
+    if isinstance(node, Test):
+        return describe_test(node, pack, negate)
+    every = (node.all_ is not None) != negate
+    return f"{'all' if every else 'any'} of ({'; '.join(describe_item(i, pack, negate) for i in node.items)})"
 
 
 def describe_condition(node: Group, pack: Pack, depth: int = 0) -> list[str]:
