@@ -159,3 +159,18 @@ def test_a_broken_label_quote_fails_lint(pack_dir):
     edit_rule(pack_dir, "label/ritlecitinib.yaml", "LABEL-RIT-002", lambda r: r["citations"][0].update(quote="platelet count <90,000/mm3"))
     findings = [str(f) for f in lint(pack_dir, SEEDS)]
     assert any("LABEL-RIT-002: quote not found word for word in us-labels.md" in f for f in findings), findings
+
+
+def test_a_record_cited_as_a_quote_fails_lint(pack_dir):
+    """C2: the sheet's record of a label (an openFDA field, a summary) is not label text."""
+    edit_rule(pack_dir, "label/ruxolitinib.yaml", "LABEL-RUX-021", lambda r: r["citations"][0].pop("kind"))
+    findings = [str(f) for f in lint(pack_dir, SEEDS)]
+    assert any("LABEL-RUX-021: cited as a quote but the sheet does not quote it" in f for f in findings), findings
+
+
+def test_two_starting_doses_that_can_fire_together_fail_lint(pack_dir):
+    """Issue 11 point 6: fluconazole's 10 mg band must supersede the 20 mg normal-organ band."""
+    edit_rule(pack_dir, "label/ruxolitinib.yaml", "LABEL-RUX-021", lambda r: r.update(supersedes=["LABEL-RUX-003"]))
+    findings = [str(f) for f in lint(pack_dir, SEEDS)]
+    assert any(f.startswith("ERROR label/ruxolitinib.yaml LABEL-RUX-002: states '20 mg twice daily' and LABEL-RUX-021 states "
+                            "'10 mg twice daily' for ruxolitinib, and both fire on") for f in findings), findings

@@ -13,7 +13,7 @@ Everything is sorted, so list order in the input never changes the output.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -49,6 +49,7 @@ class Citation(BaseModel):
     locator: str
     quote: str
     grade: Grade | None = None  # label citations only
+    kind: Literal["quote", "record"] = "quote"  # record: the sheet's record of the label, not its words
 
 
 class Caution(BaseModel):

@@ -48,7 +48,8 @@ def _quote(citation: Citation, sources: dict[str, SourceInfo]) -> str:
     source = sources.get(citation.source)
     title = source.title if source else citation.source
     grade = f", {citation.grade}" if citation.grade else ""
-    return f"- {title} ({citation.locator}{grade}): “{citation.quote}”"
+    said = f"record: {citation.quote}" if citation.kind == "record" else f"“{citation.quote}”"
+    return f"- {title} ({citation.locator}{grade}): {said}"
 
 
 def _source(rule: str, citations: list[Citation], basis: Basis) -> dict[str, Any]:

@@ -131,6 +131,9 @@ class Citation(BaseModel):
     locator: str = Field(min_length=1)
     quote: str = Field(min_length=10)
     grade: Grade | None = None  # label sources only: the fact's grade in us-labels.md
+    # quote: the source's words (for a label, a quotation the sheet holds in quote marks);
+    # record: the sheet's structured record of the label (an openFDA field, a summary), not its words
+    kind: Literal["quote", "record"] = "quote"
 
     @model_validator(mode="after")
     def _source_exists(self, info: ValidationInfo) -> Citation:
@@ -173,6 +176,9 @@ class Rule(BaseModel):
     # rules this one replaces when both fire (an organ-impairment dose band replaces the
     # normal-organ band): one statement per question, never two starting doses
     supersedes: list[str] = []
+    # caution only: the dose this rule states for its drug, in short ("5 mg once daily"); two that
+    # differ must not fire together unless one supersedes the other (`jakcds rules lint` checks)
+    dose: str = ""
     # note only: shown only when an off-label candidate is (the low-evidence note)
     only_with_off_label: bool = False
     citations: list[Citation] = Field(min_length=1)
@@ -199,6 +205,8 @@ class Rule(BaseModel):
             raise ValueError("only_with_off_label applies to note rules only")
         if self.asks and self.kind != "caution":
             raise ValueError("asks applies to caution rules only")
+        if self.dose and self.kind != "caution":
+            raise ValueError("dose applies to caution rules only (a proposal's message gives the usual dose)")
         unknown_tested = {t.fact for t in self.when.tests() if t.op == "known" and t.value is False} if self.when else set()
         if not set(self.asks) <= unknown_tested:
             raise ValueError(f"asks {sorted(set(self.asks) - unknown_tested)}: a rule asks only for facts it tests as unknown (known: false)")

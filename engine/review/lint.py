@@ -6,8 +6,11 @@ import datetime
 import os
 import re
 from dataclasses import dataclass
+from itertools import combinations, product
 from pathlib import Path
+from typing import Any
 
+from ..decision.evaluate import Evaluator, InputError
 from ..knowledge.pack import Pack, PackError, Source, default_path, load_pack
 from ..knowledge.rules import Group, Rule, Test
 
@@ -60,27 +63,76 @@ def lint(path: Path | str | None = None, seeds: Path | None = None, today: datet
         return [Finding("error", "", "", str(error))]
     findings = [Finding("error", "manifest.json", "", problem) for problem in pack.manifest_problems]
     findings += _quotes(pack, seeds_dir(root, seeds))
+    findings += _dose_conflicts(pack)
     proposed = {drug for r in pack.active() if r.kind == "propose" for drug in r.drugs}  # drugs a caution can reach
     for rule in pack.active():
         findings += [Finding(level, pack.rule_files[rule.id], rule.id, message) for level, message in _rule(rule, proposed, today or datetime.date.today())]
     return findings
 
 
+def quoted_spans(text: str) -> str:
+    """The parts of the fact sheet in quote marks (its quotations of label text), one per line."""
+    return "\n".join(normalise_quote(a or b) for a, b in re.findall(r'"([^"\n]+)"|“([^”\n]+)”', text))
+
+
 def _quotes(pack: Pack, seeds: Path | None) -> list[Finding]:
-    """Every quote against its source's text: seeds, and the US-label fact sheet."""
+    """Every quote against its source's text: seeds, and the US-label fact sheet, where a citation
+    of kind quote must be one of the sheet's quotations and a record may be any of its text."""
     if seeds is None or not seeds.is_dir():
         return [Finding("error", "", "", f"seed documents not found ({seeds or 'give --seeds'}): quotes not checked")]
     findings, texts = [], {}
     for rule in pack.rules:
         for citation in rule.citations:
-            path = source_path(pack.sources[citation.source], seeds)
+            source = pack.sources[citation.source]
+            path = source_path(source, seeds)
             if path not in texts:
-                texts[path] = normalise_quote(path.read_text(encoding="utf-8")) if path.is_file() else None
+                raw = path.read_text(encoding="utf-8") if path.is_file() else None
+                texts[path] = (normalise_quote(raw), quoted_spans(raw)) if raw is not None else None
             where = (pack.rule_files[rule.id], rule.id)
             if texts[path] is None:
                 findings.append(Finding("error", *where, f"{path} not found: quote not checked"))
-            elif not quote_found(citation.quote, texts[path]):
+                continue
+            whole, quoted = texts[path]
+            if not quote_found(citation.quote, whole):
                 findings.append(Finding("error", *where, f"quote not found word for word in {path.name}: {citation.quote!r}"))
+            elif source.kind == "label" and citation.kind == "quote" and not all(
+                    part.strip() in quoted for part in normalise_quote(citation.quote).split("…") if part.strip()):
+                findings.append(Finding("error", *where, f"cited as a quote but the sheet does not quote it (mark it kind: record): {citation.quote!r}"))
+    return findings
+
+
+def _merge(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    """Two example profiles as one patient: lists joined, labs merged, `first` winning a clash."""
+    merged = {**second, **first}
+    for key in first.keys() & second.keys():
+        if isinstance(first[key], list):
+            merged[key] = sorted({*first[key], *second[key]})
+        elif isinstance(first[key], dict):
+            merged[key] = {**second[key], **first[key]}
+    return merged
+
+
+def _dose_conflicts(pack: Pack) -> list[Finding]:
+    """One dose per drug: two active cautions of one drug that state different doses and fire
+    together on a profile made of a firing example of each are an error unless one supersedes the
+    other."""
+    dosed = [r for r in pack.active() if r.dose]
+    evaluator = Evaluator(pack) if dosed else None
+    findings = []
+    for a, b in combinations(dosed, 2):
+        if a.dose == b.dose or not set(a.drugs) & set(b.drugs) or a.id in b.supersedes or b.id in a.supersedes:
+            continue
+        for one, two in product(*([e.patient for e in rule.examples if e.fires] for rule in (a, b))):
+            profile = _merge(one, two)
+            try:
+                fired = {t.rule for t in evaluator.evaluate(profile).trace}
+            except InputError:
+                continue
+            if {a.id, b.id} <= fired:
+                findings.append(Finding("error", pack.rule_files[a.id], a.id,
+                                        f"states {a.dose!r} and {b.id} states {b.dose!r} for {', '.join(sorted(set(a.drugs) & set(b.drugs)))}, "
+                                        f"and both fire on {profile}: one must supersede the other"))
+                break
     return findings
 
 

@@ -21,7 +21,8 @@ def _cite(citation: Citation, result: Result) -> str:
         who = f"{source.authors[0]}{' et al.' if len(source.authors) > 1 else ''} {source.date[:4]}"
     else:
         who = source.title if source else ""
-    return escape(f"[{citation.source}] {who}, {citation.locator}: “{citation.quote}”")
+    said = f"record: {citation.quote}" if citation.kind == "record" else f"“{citation.quote}”"
+    return escape(f"[{citation.source}] {who}, {citation.locator}: {said}")
 
 
 def _who(patient: dict) -> str:
