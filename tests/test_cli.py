@@ -42,7 +42,7 @@ def test_text_format_for_a_clinician():
     assert done.returncode == 0, done.stderr
     out = done.stdout
     for expected in ("Ruxolitinib (oral)", "off-label", "case report (low-level evidence)", "WARNING", "SEED-RUX-002",
-                     "Not suggested (why not)", "Baricitinib", "Evidence is low-level", "jakcds-core 0.2.0", "[seed-000]"):
+                     "Not suggested (why not)", "Baricitinib", "SEED-GEN-004: Low-level evidence", "jakcds-core 0.2.0", "[seed-000]"):
         assert expected in out, expected
     assert out.index("1. Ruxolitinib (oral)") < out.index("2. Tofacitinib")
 

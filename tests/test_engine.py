@@ -63,9 +63,9 @@ def test_types_are_normalised_before_assertion(evaluator):
 def test_any_group_fires_once(evaluator):
     """A `$or` whose branches both hold fires its action twice in durable-rules; the trace has it once."""
     result = evaluator.evaluate({**WENZEL, "comorbidities": ["myelofibrosis", "polycythemia_vera"]})
-    assert [t.rule for t in result.trace].count("SEED-RUX-005") == 1
+    assert [t.rule for t in result.trace].count("LABEL-RUX-024") == 1
     ruxolitinib = result.candidates[0]
-    assert [c.rule for c in ruxolitinib.cautions].count("SEED-RUX-005") == 1
+    assert [c.rule for c in ruxolitinib.cautions].count("LABEL-RUX-024") == 1
 
 
 def test_rule_count_limit_is_checked_before_durable_hangs(pack):

@@ -96,7 +96,7 @@ def test_jakcds_test_passes_and_a_broken_case_fails_with_a_diff(tmp_path):
     done = run("test", str(tmp_path / "cases"))
     assert done.returncode == 1
     assert "FAIL case wenzel-chilblain-lupus\n" in done.stdout
-    assert "-    SEED-RUX-002: critical" in done.stdout and "+    SEED-RUX-002: warning" in done.stdout
+    assert "-    SEED-RUX-002: critical" in done.stdout and "+    SEED-RUX-002: info" in done.stdout
     # its FHIR twin is held to the same expectations, so it fails too
     assert "FAIL case wenzel-chilblain-lupus-fhir" in done.stdout
     assert "2 failed" in done.stdout.splitlines()[-1]

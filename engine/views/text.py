@@ -8,7 +8,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from ..decision.result import EVIDENCE_WORDS, NO_PROPOSAL, Candidate, Citation, Result, evidence_words
+from ..decision.result import EVIDENCE_WORDS, NO_PROPOSAL, Candidate, Caution, Citation, Result, evidence_words
 
 SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -32,14 +32,11 @@ def _who(patient: dict) -> str:
     return ", ".join(parts)
 
 
-def _confirm(candidate: Candidate) -> str:
-    return "; ".join(c.needs for c in candidate.confirm)
-
-
 def _finding(candidate: Candidate) -> str:
     """What must be confirmed first (a conditional candidate), then the most severe caution in
     words: its severity and the message's lead (up to the first colon)."""
-    lines = [f"[bold]CONFIRM[/] {escape(_confirm(candidate))}"] if candidate.conditional else []
+    facts = sorted({fact for item in candidate.confirm for fact in item.facts})
+    lines = [f"[bold]CONFIRM[/] {escape(', '.join(facts))}"] if candidate.conditional else []
     if candidate.cautions:
         top = candidate.cautions[0]  # cautions are most severe first
         lead = top.message.split(":", 1)[0]
@@ -79,6 +76,11 @@ class _Citations:
                 _line(console, 2, f"\\[{number}] {_cite(citation, self.result)}", "dim")
 
 
+def _caution(console: Console, cite: _Citations, caution: Caution) -> None:
+    style = SEVERITY_STYLE[caution.severity]
+    cite.show(console, 2, f"[{style}]{caution.severity.upper()}[/] {caution.rule}: {escape(caution.message)}", caution.citations)
+
+
 def render(result: Result, console: Console, citations: str = "numbered") -> None:
     """The text view; `citations`: "numbered" (references at the end) or "inline" (under each statement)."""
     rs, patient = result.ruleset, result.patient
@@ -103,14 +105,21 @@ def render(result: Result, console: Console, citations: str = "numbered") -> Non
             rules = ", ".join(r.rule for r in prompt.rules)
             _line(console, 2, f"[{style}]{prompt.severity.upper()}[/] {prompt.fact}: for {', '.join(prompt.drugs)} ({rules})")
 
+    # a caution every candidate carries is printed once, after them
+    shared = set.intersection(*({x.rule for x in c.cautions} for c in result.candidates)) if len(result.candidates) > 1 else set()
     for c in result.candidates:
         console.print(f"\n[bold]{c.rank}. {c.name}[/] ({c.label_status.replace('_', '-')}, {evidence_words(c.evidence)})")
         cite.show(console, 2, escape(c.rationale), c.citations)
         for item in c.confirm:
             _line(console, 2, f"[bold]CONFIRM[/] {escape(item.needs)} ({item.rule}): proposed only if it holds")
         for caution in c.cautions:
-            style = SEVERITY_STYLE[caution.severity]
-            cite.show(console, 2, f"[{style}]{caution.severity.upper()}[/] {caution.rule}: {escape(caution.message)}", caution.citations)
+            if caution.rule not in shared:
+                _caution(console, cite, caution)
+    if shared:
+        console.print("\n[bold]Every candidate[/]")
+        for caution in result.candidates[0].cautions:
+            if caution.rule in shared:
+                _caution(console, cite, caution)
 
     if result.excluded:
         console.print("\n[bold]Not suggested (why not)[/]")
@@ -129,11 +138,6 @@ def render(result: Result, console: Console, citations: str = "numbered") -> Non
         console.print(f"\n[bold]From FHIR[/] (ages as of {result.as_of}); not used ({len(result.unmapped)}):")
         for item in result.unmapped:
             _line(console, 2, escape(f"{item.resource} {item.code}: {item.why}"))
-    if any(c.evidence != "label" for c in result.candidates):
-        console.print(
-            "\n[bold yellow]Evidence is low-level:[/] off-label suggestions rest on single case reports, "
-            "a six-case series or one author's opinion, not on trials. Weigh them accordingly."
-        )
     cite.references(console)
     console.print(f"\n{len(result.trace)} of {rs.rules_run} rules fired; `--format json` shows the trace, "
                   "`jakcds explain` each rule's tests.", style="dim")
