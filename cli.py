@@ -44,7 +44,7 @@ AsOfOption = Annotated[
 
 
 def fail(message: str, code: int = 2) -> None:
-    typer.echo(f"jakcds: error: {message}", err=True)
+    typer.echo(f"jakcds: error: {message[:500]}", err=True)
     raise typer.Exit(code)
 
 
@@ -69,8 +69,10 @@ def read_patient(source: str) -> Any:
         fail(f"{name}: cannot read: {error}")
     try:
         return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+    except RecursionError:
+        fail(f"{name}: invalid JSON: nested too deeply")
     except ValueError as error:
-        fail(f"{name}: invalid JSON: {error}")
+        fail(f"{name}: invalid JSON: {str(error)[:200]}")
 
 
 def wants_json(format: Format | None) -> bool:
@@ -105,7 +107,7 @@ def evaluate(
     patient: Annotated[str, typer.Argument(help="patient profile JSON, or a FHIR R4 Bundle/resource; - for stdin")],
     format: FormatOption = None,
     rules: RulesOption = None,
-    include_draft: Annotated[bool, typer.Option("--include-draft", help="also run rules with status: draft")] = False,
+    include_draft: Annotated[bool, typer.Option("--include-draft", help="also run rules with status: draft and, for FHIR input, the draft (VERIFIED-S) code mappings")] = False,
     condition: ConditionOption = None,
     as_of: AsOfOption = None,
     citations: Annotated[
@@ -243,6 +245,9 @@ def serve(
         Optional[list[str]], typer.Option("--cors-origin", help="a browser-based CDS client's origin allowed to call (repeatable)")
     ] = None,
     rules: RulesOption = None,
+    include_draft: Annotated[
+        bool, typer.Option("--include-draft", help="also run draft rules and read charts with the draft (VERIFIED-S) code mappings")
+    ] = False,
 ) -> None:
     """Run the HL7 CDS Hooks 2.0 service (discovery, patient-view, order-select, order-sign, feedback)."""
     import logging
@@ -267,7 +272,7 @@ def serve(
         typer.secho("WARNING: --insecure-dev: AUTHENTICATION IS OFF. Any local process can call this service. "
                     "Never use it with real patient data.", fg="red", bold=True, err=True)
     settings = Settings(base_url or f"http://{host}:{port}", verifier, feedback_log, cors_origins=cors_origin or [])
-    uvicorn.run(create_app(load(rules), settings), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(load(rules, include_draft), settings), host=host, port=port, log_level="warning")
 
 
 @rules_app.command("list")

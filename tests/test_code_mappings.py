@@ -54,12 +54,84 @@ def mapped_codes(pack) -> list[tuple[str, str]]:
     return codes
 
 
+CODES = SEEDS.parent / "knowledge" / "codes.md"
+CODE = re.compile(r"(?<![\w.-])(LA\d+-\d|\d{3,6}-\d|\d{5,18}|UNK)(?![\w-])")
+
+
+def graded_codes() -> dict[str, set[str]]:
+    """codes.md: each code in a table row's cells before its grade cell -> the grades it is given
+    (a "do not map" grade counts as none)."""
+    grades: dict[str, set[str]] = {}
+    text = CODES.read_text(encoding="utf-8")
+    for line in text[: text.index("## Known wrong codes")].splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("|") else []
+        at = next((i for i, c in enumerate(cells) if re.search(r"\b(UN)?VERIFIED\b|VERIFIED-[PS]", c)), None)
+        if at is None:
+            continue
+        grade = "none" if "do not map" in cells[at] else re.search(r"UNVERIFIED|VERIFIED-[PS]", cells[at]).group(0)
+        for cell in cells[:at]:
+            for code in CODE.findall(cell.replace("**", "")):
+                grades.setdefault(code, set()).add(grade)
+    return grades
+
+
+def wrong_codes() -> list[str]:
+    """The codes of codes.md's known wrong uses, except SNOMED rows: those are right codes with a
+    wrong meaning attached, checked by meaning below."""
+    text = CODES.read_text(encoding="utf-8")
+    table = text[text.index("## Known wrong codes") : text.index("## Not found")]
+    rows = [line.split("|")[1] for line in table.splitlines() if line.startswith("| ") and not line.startswith("| Wrong")]
+    any_code = re.compile(r"(?<![\w.-])([A-Z]\d{2}\.\d+|\d{3,6}-\d|\d{4,18})(?![\w-])")
+    return [code for row in rows if "SNOMED" not in row for code in any_code.findall(row)]
+
+
+def fhir_codes(pack) -> list[tuple[str, str]]:
+    """(code, where) of every code the FHIR reader maps actively beyond us-labels.md's systems."""
+    codes = [(c, f"snomed {name}") for name, entry in pack.diagnoses.entries.items() for c in entry.snomed]
+    for fact, mapping in pack.fhir.observations.items():
+        codes += [(c, f"{fact} loinc") for c in mapping.loinc] + [(key.split("|")[1], f"{fact} answer") for key in mapping.answers]
+    return codes
+
+
+def test_every_fhir_code_is_verified_p_and_every_draft_code_is_graded_s():
+    import jakcds
+
+    pack, grades = jakcds.load_pack(), graded_codes()
+    assert [f"{where} {c}" for c, where in fhir_codes(pack) if "VERIFIED-P" not in grades.get(c, set())] == []
+    drafted = list(pack.fhir.draft.snomed) + [c for m in pack.fhir.draft.observations.values() for c in m.loinc]
+    drafted += [key.split("|")[1] for m in pack.fhir.draft.observations.values() for key in m.answers]
+    assert [c for c in drafted if not grades.get(c, set()) & {"VERIFIED-S", "VERIFIED-P"}] == []
+    assert len(fhir_codes(pack)) >= 16 and len(drafted) >= 12
+
+
+def test_no_known_wrong_code_appears_in_the_pack():
+    import jakcds
+
+    pack = jakcds.load_pack()
+    mapped = {code for _, code in mapped_codes(pack)} | {code for code, _ in fhir_codes(pack)} | set(pack.fhir.draft.snomed)
+    mapped |= {c for m in pack.fhir.draft.observations.values() for c in m.loinc} | set(pack.fhir.not_systemic)
+    codes = wrong_codes()
+    assert {"71774-4", "770-8", "6387", "L20.84"} <= set(codes)
+    assert sorted(set(codes) & mapped) == []
+    snomed = pack.fhir.draft.snomed  # right codes that public code mislabels
+    assert (snomed["200936003"], snomed["68225006"], snomed["56727007"]) == ("lupus_erythematosus", "alopecia_areata", "vitiligo")
+
+
+def test_codes_md_grades_are_read():
+    grades = graded_codes()
+    assert grades["72166-2"] == {"VERIFIED-P"} and grades["71773-6"] == {"VERIFIED-S"} and grades["47358-7"] == {"none"}
+    assert "VERIFIED-P" in grades["197853"] and grades["16933-4"] == {"UNVERIFIED"}
+
+
 def test_the_pack_maps_codes_of_all_three_systems(pack):
     assert {system for system, _ in mapped_codes(pack)} == set(SECTIONS)
 
 
 def test_every_mapped_code_is_verified_in_the_sheet(pack):
-    unverified = [f"{system} {code}" for system, code in mapped_codes(pack) if not verified(code, system)]
+    """In us-labels.md; a product RxCUI may instead be VERIFIED-P in codes.md §8."""
+    grades = graded_codes()
+    unverified = [f"{system} {code}" for system, code in mapped_codes(pack)
+                  if not verified(code, system) and not (system == "rxcui" and "VERIFIED-P" in grades.get(code, set()))]
     assert unverified == []
 
 

@@ -125,7 +125,7 @@ def test_real_hl7_medicines_and_allergies_are_listed_when_the_pack_does_not_know
     result = jakcds.evaluate_fhir(bundle(*resources), condition="vitiligo", as_of=AS_OF, rules=RULES)
     why = unmapped(result)
     assert why["MedicationRequest/medrx0331 http://www.nlm.nih.gov/research/umls/rxnorm|114194"].startswith("no RxNorm code")
-    assert why["Condition/stroke http://snomed.info/sct|422504002"].startswith("no ICD-10-CM code")
+    assert why["Condition/stroke http://snomed.info/sct|422504002"].startswith("no ICD-10-CM or SNOMED CT code")
     assert result.patient["medications"] == [] and result.patient["contraindicated_therapies"] == []
 
 
@@ -262,3 +262,128 @@ def test_a_transaction_bundle_with_urn_uuid_references_is_one_patient():
     result = jakcds.evaluate_fhir({"resourceType": "Bundle", "type": "transaction", "entry": entries}, as_of=AS_OF, rules=RULES)
     assert (result.patient["condition"], result.patient["age"], result.patient["labs"]) == ("dermatomyositis", 46, {"platelets": 283})
     assert unmapped(result) == {f"Observation urn:uuid:3 {LOINC}|2951-2": "no LOINC code the pack maps, with a quantity"}
+
+
+# --- issue 13: smoking, pregnancy, SNOMED CT, product codes, drafts, strictness ---------------
+
+SCT = "http://snomed.info/sct"
+RX = "http://www.nlm.nih.gov/research/umls/rxnorm"
+PATIENT = {"resourceType": "Patient", "id": "p", "gender": "female", "birthDate": "1960-01-01"}
+
+
+def answer(id: str, loinc: str, system: str, code: str, when: str = "2026-11-01", status: str = "final") -> dict:
+    return {"resourceType": "Observation", "id": id, "status": status, "effectiveDateTime": when, "subject": {"reference": "Patient/p"},
+            "code": {"coding": [{"system": LOINC, "code": loinc}]}, "valueCodeableConcept": {"coding": [{"system": system, "code": code}]}}
+
+
+def snomed_condition(id: str, code: str) -> dict:
+    return {**condition(id, "X"), "code": {"coding": [{"system": SCT, "code": code}]}}
+
+
+def test_smoking_and_pregnancy_come_from_their_us_core_observations():
+    result = run(PATIENT, DM, answer("s1", "72166-2", SCT, "266919005", "2020-01-01"), answer("s2", "72166-2", SCT, "8517006", "2026-01-01"),
+                 answer("preg", "82810-3", SCT, "60001007"))
+    assert (result.patient["smoking"], result.patient["pregnant"]) == ("former", False)
+    assert unmapped(result)[f"Observation/s1 {SCT}|266919005"] == "superseded by the more recent Observation/s2"
+    unknown = run(PATIENT, DM, answer("s", "72166-2", SCT, "77176002"), answer("p", "82810-3", "http://terminology.hl7.org/CodeSystem/v3-NullFlavor", "UNK"))
+    assert (unknown.patient["smoking"], unknown.patient["pregnant"]) == (None, None)
+    assert unmapped(unknown)[f"Observation/s {SCT}|77176002"] == "smoking: this answer leaves it unknown"
+    display_only = run(PATIENT, DM, {**answer("s", "72166-2", SCT, "x"), "valueCodeableConcept": {"text": "Current every day smoker"}})
+    assert display_only.patient["smoking"] is None  # codes, never displays
+
+
+def test_a_snomed_condition_maps_when_verified_p_and_only_with_drafts_when_verified_s():
+    assert run(PATIENT, snomed_condition("ad", "24079001")).condition_name == "Atopic dermatitis"
+    eczema = run(PATIENT, snomed_condition("e", "43116000"))  # the parent: the AD options wait on the type
+    assert eczema.patient["condition"] == "eczema" and all(c.conditional for c in eczema.candidates) and eczema.candidates
+    aa = bundle(PATIENT, snomed_condition("aa", "68225006"))
+    with pytest.raises(jakcds.InputError, match="found none"):
+        jakcds.evaluate_fhir(aa, as_of=AS_OF, rules=RULES)
+    drafted = jakcds.evaluate_fhir(aa, as_of=AS_OF, rules=RULES, include_draft=True)
+    assert drafted.patient["condition"] == "alopecia_areata"
+    assert [(d.resource, d.code) for d in drafted.read_by_draft] == [("Condition/aa", f"{SCT}|68225006")]
+    breastfeeding = answer("bf", "63895-7", LOINC, "LA29252-6")
+    assert run(PATIENT, DM, breastfeeding).patient["breastfeeding"] is None
+    with_drafts = jakcds.evaluate_fhir(bundle(PATIENT, DM, breastfeeding), as_of=AS_OF, rules=RULES, include_draft=True)
+    assert with_drafts.patient["breastfeeding"] is True and "breastfeeding" in with_drafts.read_by_draft[0].why
+
+
+def test_product_rxcuis_map_to_the_ingredient_and_topical_forms_are_not_the_systemic_medicine():
+    coded = {**medicine("f", ""), "medicationCodeableConcept": {"coding": [{"system": RX, "code": "198201"}]}}
+    result = run(PATIENT, DM, coded, medicine("k", "Ketoconazole 2% cream"), medicine("r", "ruxolitinib 1.5% cream"))
+    assert result.patient["medications"] == ["rifampin", "ruxolitinib_cream"]
+    assert "topical form" in unmapped(result)["MedicationStatement/k Ketoconazole 2% cream"]
+
+
+def test_icd10_cm_codes_are_checked_against_the_cms_list_and_json_takes_the_same_subcodes():
+    result = run(PATIENT, DM, condition("x", "L99.99"))
+    assert unmapped(result)[f"Condition/x {ICD}|L99.99"] == "L99.99 is not an ICD-10-CM code"
+    assert jakcds.evaluate({"condition": "L63.2"}, rules=RULES).patient["condition"] == "alopecia_areata"
+    with pytest.raises(jakcds.InputError, match="not an ICD-10-CM code"):
+        jakcds.evaluate({"condition": "L99.99"}, rules=RULES)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda b: b["entry"][1]["resource"].update(valueQuantity={"value": "85", "unit": "10*9/L"}), "a FHIR number is a JSON number, got '85'"),
+    (lambda b: b["entry"][1]["resource"].update(valueQuantity={"value": 1e-05, "unit": "10*9/L", "system": UCUM, "code": "10*9/L"}), None),
+    (lambda b: b["entry"].append({"resource": medicine("m", "methotrexate", "stopped")}), None),
+    (lambda b: b["entry"][0]["resource"].update(extension=_deep(3000)), "nested too deeply"),
+    (lambda b: b["entry"][0]["resource"].update(id="x" * 5_000_000), "at most 255 characters"),
+])
+def test_a_bad_chart_is_one_bounded_line_naming_the_element(mutate, message):
+    chart = copy.deepcopy(bundle(PATIENT, lab("plt", "777-3", 250, "10*9/L"), DM))
+    mutate(chart)
+    try:
+        jakcds.evaluate_fhir(chart, as_of=AS_OF, rules=RULES)
+        assert message is None
+    except jakcds.InputError as error:
+        assert message is not None and message in str(error), str(error)[:300]
+        assert "\n" not in str(error) and len(str(error)) <= 300
+
+
+def _deep(depth: int) -> list:
+    root: list = []
+    level = root
+    for _ in range(depth):
+        child: list = []
+        level.append({"url": "http://example.org/x", "extension": child})
+        level = child
+    return root
+
+
+def _mutations(draw, document):
+    """One random change deep inside a JSON document: a value replaced, removed or retyped."""
+    paths = []
+
+    def walk(node, path):
+        paths.append(path)
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else []
+        for key, child in items:
+            walk(child, path + [key])
+
+    walk(document, [])
+    path = draw(st.sampled_from(paths[1:]))
+    parent = document
+    for key in path[:-1]:
+        parent = parent[key]
+    junk = st.none() | st.booleans() | st.integers(-10**30, 10**30) | st.floats() | st.text(max_size=8) | st.just([]) | st.just({})
+    if isinstance(parent, dict) and draw(st.booleans()):
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = draw(junk)
+    return document
+
+
+MUTATED = sorted(d for d in FHIR_CASES)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.sampled_from(MUTATED), st.data())
+def test_any_mutation_of_a_valid_chart_gives_a_result_or_an_input_error(directory, data):
+    chart = json.loads((directory / "bundle.json").read_text())
+    for _ in range(data.draw(st.integers(1, 3))):
+        chart = _mutations(data.draw, chart)
+    try:
+        jakcds.evaluate_fhir(chart, condition=None, as_of=AS_OF, rules=RULES)
+    except jakcds.InputError as error:
+        assert "\n" not in str(error)

@@ -430,7 +430,7 @@ def test_a_chart_whose_conditions_cannot_be_read_says_so(call: Call) -> None:
     body = malformed(lambda b: b["prefetch"]["conditions"]["entry"][0]["resource"].update(code=text_only))
     cards = check_cards(call("/cds-services/jak-options", body))
     assert [(c["source"]["topic"]["code"], c["indicator"]) for c in cards] == [("JAKCDS-003", "info")]
-    assert "Condition/dm Dermatomyositis: no ICD-10-CM code the pack maps" in cards[0]["detail"]
+    assert "Condition/dm Dermatomyositis: no ICD-10-CM or SNOMED CT code the pack maps" in cards[0]["detail"]
     no_conditions = malformed(lambda b: b["prefetch"].update(conditions=None))
     assert call("/cds-services/jak-options", no_conditions).json() == {"cards": []}
 
@@ -530,3 +530,21 @@ def test_insecure_dev_warns_and_answers_without_token(tmp_path: Path, http: http
     assert response.status_code == 200
     assert len(response.json()["services"]) == 3
     assert "WARNING" in dev.stderr() and "AUTHENTICATION IS OFF" in dev.stderr()
+
+
+def test_a_malformed_request_is_400_in_one_line_without_echoing_the_chart(call: Call) -> None:
+    """Issue 13: FastAPI's 422 echoed the request (a patient's name and birth date); a bad chart was a 500."""
+    body = hook("patient-view")
+    body["hookInstance"] = 42  # not a string: FastAPI's own validation
+    body["prefetch"]["patient"]["name"] = [{"family": "Secretname"}]
+    response = call("/cds-services/jak-options", body)
+    assert response.status_code == 400 and "Secretname" not in response.text
+    assert "\n" not in response.json()["error"] and len(response.json()["error"]) <= 300
+    bad_chart = hook("patient-view")
+    stopped = {"resourceType": "MedicationStatement", "id": "m", "status": "stopped", "subject": {"reference": "Patient/" + bad_chart["context"]["patientId"]},
+               "medicationCodeableConcept": {"text": "methotrexate"}}
+    bad_chart["prefetch"]["medicationStatements"] = {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": stopped}]}
+    assert call("/cds-services/jak-options", bad_chart).status_code == 200  # a stopped medicine without statusReason: no 500
+    bad_chart["prefetch"]["medicationStatements"]["entry"][0]["resource"]["dosage"] = [{"doseAndRate": [{"doseQuantity": {"value": "85"}}]}]
+    response = call("/cds-services/jak-options", bad_chart)
+    assert response.status_code == 400 and "a FHIR number is a JSON number" in response.json()["error"]

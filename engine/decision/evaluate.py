@@ -20,14 +20,22 @@ class InputError(ValueError):
     """A patient profile that cannot be evaluated; str() is one line naming field and value."""
 
 
+MESSAGE_MAX = 500  # an error never echoes a whole input document
+
+
+def _bounded(text: str, size: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= size else text[: size - 1] + "…"
+
+
 def one_line(error: ValidationError) -> str:
     parts = []
     for item in error.errors():
         loc = ".".join(str(part) for part in item["loc"]) or "patient"
-        message = item["msg"].removeprefix("Value error, ")
-        given = "" if item["type"] == "value_error" else f" (got {item['input']!r})"
+        message = _bounded(item["msg"].removeprefix("Value error, "), 200)
+        given = "" if item["type"] == "value_error" else f" (got {_bounded(repr(item['input']), 60)})"
         parts.append(f"{loc}: {message}{given}")
-    return "; ".join(parts)
+    return _bounded("; ".join(parts), MESSAGE_MAX)
 
 
 class Evaluator:

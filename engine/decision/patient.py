@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ..knowledge.catalogue import ENUMS
-from ..knowledge.vocabulary import UnknownCode, Vocabulary
+from ..knowledge.vocabulary import UnknownCode, Vocabulary, canonical_number
 
 if TYPE_CHECKING:
     from ..knowledge.pack import Pack
@@ -104,6 +104,14 @@ class Patient(BaseModel):
     @classmethod
     def _treatments(cls, values: list[str], info: ValidationInfo) -> list[str]:
         return _codes(values, _pack(info).treatments)
+
+    @field_validator("weight_kg", "bsa_percent")
+    @classmethod
+    def _in_range(cls, value: float | None) -> Number | None:
+        try:
+            return None if value is None else canonical_number(value)
+        except UnknownCode as error:
+            raise ValueError(str(error)) from None
 
     @field_validator("labs")
     @classmethod

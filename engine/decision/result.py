@@ -160,6 +160,7 @@ class Result(BaseModel):
     sources: dict[str, SourceInfo]
     # FHIR input only: what was not used and why, and the date ages were computed on
     unmapped: list[Unmapped] = []
+    read_by_draft: list[Unmapped] = []  # what a draft (VERIFIED-S) code mapping read: drafts included only
     as_of: str | None = None
 
 

@@ -7,14 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from ..decision.evaluate import Evaluator, InputError, evaluator
-from ..decision.result import Result
+from ..decision.result import Result, Unmapped
 from ..knowledge.vocabulary import UnknownCode
 from .fhir import FhirError, Reader, resources
 
 
 def read_chart(ev: Evaluator, data: dict[str, Any], as_of: date | None = None) -> Reader:
     """Read FHIR R4 input for this evaluator's pack; ages on `as_of` (default today)."""
-    reader = Reader(ev.pack, as_of or date.today())
+    reader = Reader(ev.pack, as_of or date.today(), drafts=ev.info.drafts_included)
     try:
         reader.read(resources(data))
     except FhirError as error:
@@ -29,7 +29,8 @@ def evaluate_read(ev: Evaluator, reader: Reader, condition: str | None = None) -
     except (FhirError, UnknownCode) as error:
         raise InputError(str(error)) from None
     result = ev.evaluate(profile)
-    return result.model_copy(update={"unmapped": reader.sorted_unmapped(), "as_of": reader.as_of.isoformat()})
+    drafted = [Unmapped(**item) for item in sorted(reader.drafted, key=lambda i: (i["resource"], i["code"]))]
+    return result.model_copy(update={"unmapped": reader.sorted_unmapped(), "read_by_draft": drafted, "as_of": reader.as_of.isoformat()})
 
 
 def evaluate_chart(ev: Evaluator, data: dict[str, Any], condition: str | None = None, as_of: date | None = None) -> Result:

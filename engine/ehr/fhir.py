@@ -4,8 +4,10 @@ Resources are parsed with fhir.resources' R4B models (its default package is R5,
 medication resources). Codes map through the pack's vocabularies (ICD-10-CM on diagnoses, RxNorm
 on treatments, LOINC on labs), which hold only codes a source verifies. Whatever is not used goes
 to `unmapped` with the reason, never silently dropped:
-  - Condition: refuted or entered-in-error ignored; inactive, remission or resolved not active.
-  - Observation: only final, amended or corrected; the most recent result per lab wins.
+  - Condition (ICD-10-CM, else SNOMED CT): refuted or entered-in-error ignored; inactive,
+    remission or resolved not active.
+  - Observation: only final, amended or corrected; the most recent result per lab, or per fact
+    read from a coded answer (smoking, pregnancy: vocabulary/fhir.yaml), wins.
   - MedicationStatement / MedicationRequest: active or on-hold -> medications; stopped with a
     status reason the pack reads as failure -> failed_therapies.
   - AllergyIntolerance to a therapy (active, not refuted) -> contraindicated_therapies.
@@ -15,17 +17,19 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, timezone
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from ..decision.result import Unmapped
-from ..knowledge.vocabulary import UnknownCode
+from ..knowledge.vocabulary import UnknownCode, icd10_code
 
 if TYPE_CHECKING:
     from ..knowledge.pack import Pack
 
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+SNOMED = "http://snomed.info/sct"
 LOINC = "http://loinc.org"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 UCUM = "http://unitsofmeasure.org"
@@ -35,10 +39,42 @@ NOT_TRUE = {"refuted", "entered-in-error"}
 FINAL = {"final", "amended", "corrected"}
 CURRENT = {"active", "on-hold"}
 EPOCH = datetime(1, 1, 1, tzinfo=timezone.utc)
+STRENGTH = re.compile(r"\d[\d.,]*\s*(%|mg|mcg|g|ml|mL)(?=\W|$)")
+TOPICAL = re.compile(r"\b(cream|ointment|gel|lotion|foam|shampoo|topical|cutaneous|solution for skin)\b", re.IGNORECASE)
+
+
+MESSAGE_MAX = 300  # an error names the resource and element; it never echoes the input
 
 
 class FhirError(ValueError):
-    """FHIR input that cannot be read; str() is one line."""
+    """FHIR input that cannot be read; str() is one line of bounded length."""
+
+    def __init__(self, message: str):
+        line = " ".join(message.split())
+        super().__init__(line if len(line) <= MESSAGE_MAX else line[: MESSAGE_MAX - 1] + "…")
+
+
+def _clip(value: Any, size: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= size else text[: size - 1] + "…"
+
+
+def _strict(raw: Any, parsed: Any, path: str) -> None:
+    """FHIR JSON is not lax (fhir.resources is): a decimal or integer is a JSON number and a
+    boolean a JSON true/false, never a string. Walks the document beside its parsed model."""
+    if isinstance(raw, dict):
+        for key, value in raw.items():
+            if key.startswith("_") or key == "resourceType":
+                continue
+            child = parsed.get(key) if isinstance(parsed, dict) else getattr(parsed, key, getattr(parsed, key + "__ext", None))
+            _strict(value, child, f"{path}.{key}")
+    elif isinstance(raw, list) and isinstance(parsed, list):
+        for index, (item, child) in enumerate(zip(raw, parsed)):
+            _strict(item, child, f"{path}[{index}]")
+    elif isinstance(parsed, bool) and not isinstance(raw, bool):
+        raise FhirError(f"{path}: a FHIR boolean is JSON true or false, got {_clip(raw)}")
+    elif isinstance(parsed, (int, float, Decimal)) and not isinstance(parsed, bool) and (isinstance(raw, bool) or not isinstance(raw, (int, float))):
+        raise FhirError(f"{path}: a FHIR number is a JSON number, got {_clip(raw)}")
 
 
 def is_fhir(data: Any) -> bool:
@@ -54,11 +90,15 @@ def resources(data: dict[str, Any]) -> list[tuple[str, Any]]:
     parsed = []
     for document in documents:
         if not is_fhir(document):
-            raise FhirError(f"expected a FHIR resource (with resourceType), got {str(document)[:60]!r}")
+            raise FhirError(f"expected a FHIR resource (with resourceType), got {_clip(document, 60)}")
+        name = f"{_clip(document.get('resourceType'), 30)}/{_clip(document.get('id', '?'), 30)}".replace("'", "")
         try:
             model = get_fhir_model_class(document["resourceType"]).model_validate(document)
+            _strict(document, model, name)
+        except RecursionError:
+            raise FhirError(f"{name}: nested too deeply to be a FHIR resource") from None
         except (KeyError, TypeError, ValueError, ValidationError) as error:
-            raise FhirError(f"{document.get('resourceType')}/{document.get('id', '?')}: {_first(error)}") from None
+            raise FhirError(str(error) if isinstance(error, FhirError) else f"{name}: {_first(error)}") from None
         if model.get_resource_type() == "Bundle":
             parsed += [(entry.fullUrl or "", entry.resource) for entry in model.entry or [] if entry.resource is not None]
         else:
@@ -67,10 +107,11 @@ def resources(data: dict[str, Any]) -> list[tuple[str, Any]]:
 
 
 def _first(error: Exception) -> str:
+    """The first problem, naming the element; never the value given (it may be a whole document)."""
     if isinstance(error, ValidationError):
-        item = error.errors()[0]
+        item = error.errors(include_input=False, include_url=False)[0]
         return f"{'.'.join(str(p) for p in item['loc'])}: {item['msg']}"
-    return str(error).splitlines()[0]
+    return (str(error).splitlines() or [type(error).__name__])[0]
 
 
 def _codings(concept: Any) -> list[Any]:
@@ -110,18 +151,22 @@ def about(resource: Any, patient_refs: set[str]) -> bool:
 class Reader:
     """Reads one patient's resources into a profile; `unmapped` collects what was not used."""
 
-    def __init__(self, pack: Pack, as_of: date):
+    def __init__(self, pack: Pack, as_of: date, drafts: bool = False):
         self.pack = pack
         self.as_of = as_of
+        self.drafts = drafts  # also read by the draft (VERIFIED-S) mappings, listing each read
+        self.observed = pack.fhir.observations | (pack.fhir.draft.observations if drafts else {})
         self.profile: dict[str, Any] = {}
         self.conditions: set[str] = set()
         self.lists: dict[str, set[str]] = {"failed_therapies": set(), "contraindicated_therapies": set(), "medications": set()}
         self.labs: dict[str, list[tuple[datetime, str, Any, str]]] = {}  # lab -> [(when, resource, value, code)]
+        self.answers: dict[str, list[tuple[datetime, str, Any, str]]] = {}  # fact -> the same, from coded answers
         self.severities: dict[str, set[str]] = {}
         self.medicines: dict[str, Any] = {}  # Medication resources by id, for medicationReference
         self.patient_refs: set[str] = set()
         self.urls: dict[int, str] = {}  # id(resource) -> its entry's fullUrl
         self.unmapped: list[dict[str, str]] = []
+        self.drafted: list[dict[str, str]] = []  # what a draft mapping read
 
     def name(self, resource: Any) -> str:
         """Type/id, or the entry's fullUrl for a resource without an id (transaction bundles)."""
@@ -154,6 +199,7 @@ class Reader:
             else:
                 getattr(self, kind.lower())(resource)
         self.profile["labs"] = {lab: self._latest(results) for lab, results in sorted(self.labs.items())}
+        self.profile.update({fact: self._latest(results) for fact, results in sorted(self.answers.items())})
         for condition, severities in sorted(self.severities.items()):
             if len(severities) > 1:
                 self.skip("Condition", condition, f"conflicting severities ({', '.join(sorted(severities))}): severity left unknown")
@@ -182,9 +228,12 @@ class Reader:
             return self.skip(resource, _shown(resource.code), f"verificationStatus {verification}: ignored")
         if clinical in NOT_ACTIVE:
             return self.skip(resource, _shown(resource.code), f"clinicalStatus {clinical}: not active")
-        code = self.diagnosis(resource.code)
+        try:
+            code = self.diagnosis(resource, resource.code)
+        except UnknownCode as error:
+            return self.skip(resource, _shown(resource.code), str(error))
         if code is None:
-            return self.skip(resource, _shown(resource.code), "no ICD-10-CM code the pack maps (SNOMED CT is not mapped)")
+            return self.skip(resource, _shown(resource.code), "no ICD-10-CM or SNOMED CT code the pack maps")
         self.conditions.add(code)
         severity = resource.severity
         words = [severity.text or ""] + [c.display or "" for c in _codings(severity)] if severity is not None else []
@@ -192,16 +241,34 @@ class Reader:
             if word.strip().lower() in ("mild", "moderate", "severe"):
                 self.severities.setdefault(code, set()).add(word.strip().lower())
 
-    def diagnosis(self, concept: Any) -> str | None:
-        """ICD-10-CM: the code itself, else its nearest listed parent (L63.2 -> L63; M33.03 -> none)."""
-        table = self.pack.diagnoses.standard_codes["icd10"]
+    def diagnosis(self, resource: Any, concept: Any) -> str | None:
+        """ICD-10-CM (the code, else its nearest listed parent in the CMS code list: L63.2 -> L63;
+        M33.03 -> none), else SNOMED CT (the pack's verified concepts; draft ones if asked).
+        UnknownCode when nothing maps and an ICD-10-CM code given is not one."""
+        table, invalid = self.pack.diagnoses.standard_codes["icd10"], None
         for coding in _codings(concept):
             if coding.system == ICD10CM and coding.code:
-                code = coding.code.strip().upper()
-                while code:
-                    if code in table:
-                        return table[code]
-                    code = code[:-1].rstrip(".") if "." in code else ""
+                try:
+                    if code := icd10_code(coding.code, table):
+                        return code
+                except UnknownCode as error:
+                    invalid = error
+        found = self.coded(resource, concept, SNOMED, self.pack.diagnoses.standard_codes["snomed"], "snomed")
+        if found is None and invalid is not None:
+            raise invalid
+        return found
+
+    def coded(self, resource: Any, concept: Any, system: str, table: dict[str, str], draft: str) -> str | None:
+        """A coding of `system` in the pack's verified `table`; else, with drafts, in the draft
+        mapping `draft` of fhir.yaml (the read is listed in read_by_draft)."""
+        codes = [c.code for c in _codings(concept) if c.system == system and c.code]
+        if found := next((table[code] for code in codes if code in table), None):
+            return found
+        drafted: dict[str, str] = getattr(self.pack.fhir.draft, draft) if self.drafts else {}
+        code = next((code for code in codes if code in drafted), None)
+        if code is not None:
+            self.drafted.append({"resource": self.name(resource), "code": f"{system}|{code}", "why": f"read as {drafted[code]} by the draft {draft} mapping (codes.md VERIFIED-S)"})
+            return drafted[code]
         return None
 
     def observation(self, resource: Any) -> None:
@@ -210,6 +277,10 @@ class Reader:
         when = _when(resource.effectiveDateTime or resource.effectiveInstant or resource.issued)
         if resource.effectivePeriod is not None and when == EPOCH:
             when = _when(resource.effectivePeriod.end or resource.effectivePeriod.start)
+        loinc = {c.code for c in _codings(resource.code) if c.system == LOINC}
+        fact = next((name for name, mapping in sorted(self.observed.items()) if loinc & set(mapping.loinc)), None)
+        if fact is not None:
+            return self._answer(resource, fact, when)
         parts = [(resource.code, resource.valueQuantity)] + [(c.code, c.valueQuantity) for c in resource.component or []]
         parts = [(concept, quantity) for concept, quantity in parts if quantity is not None]
         used = [self._lab(resource, concept, quantity, when) for concept, quantity in parts]
@@ -218,6 +289,18 @@ class Reader:
         for (concept, _), lab in zip(parts, used):
             if not lab:
                 self.skip(resource, _shown(concept), "component: no LOINC code the pack maps")
+
+    def _answer(self, resource: Any, fact: str, when: datetime) -> None:
+        """A coded answer (valueCodeableConcept) read into `fact`, as the pack's mapping says."""
+        answers = self.observed[fact].answers
+        key = next((f"{c.system}|{c.code}" for c in _codings(resource.valueCodeableConcept) if f"{c.system}|{c.code}" in answers), None)
+        if key is None:
+            return self.skip(resource, _shown(resource.valueCodeableConcept), f"{fact}: no answer code the pack maps")
+        if answers[key] is None:
+            return self.skip(resource, key, f"{fact}: this answer leaves it unknown")
+        if fact not in self.pack.fhir.observations:
+            self.drafted.append({"resource": self.name(resource), "code": key, "why": f"read as {fact} {answers[key]} by the draft mapping (codes.md VERIFIED-S)"})
+        self.answers.setdefault(fact, []).append((when, self.name(resource), answers[key], key))
 
     def _lab(self, resource: Any, concept: Any, quantity: Any, when: datetime) -> bool:
         codes = {c.code for c in _codings(concept) if c.system == LOINC}
@@ -238,17 +321,27 @@ class Reader:
         return True
 
     def medicationstatement(self, resource: Any) -> None:
-        self._medication(resource, resource.statusReason)
+        self._medication(resource, resource.statusReason or [])
 
     def medicationrequest(self, resource: Any) -> None:
         self._medication(resource, [resource.statusReason] if resource.statusReason else [])
 
+    def medicine(self, resource: Any, concept: Any) -> str | None:
+        """`treatment`, listing the resource with why when it gives none."""
+        try:
+            code = self.treatment(concept)
+        except UnknownCode as error:
+            return self.skip(resource, _shown(concept), str(error))
+        if code is None:
+            self.skip(resource, _shown(concept), "no RxNorm code or ingredient name the pack maps")
+        return code
+
     def _medication(self, resource: Any, reasons: list[Any]) -> None:
         concept = self.medicine_concept(resource)
-        code = self.treatment(concept)
+        code = self.medicine(resource, concept)
         status = resource.status
         if code is None:
-            return self.skip(resource, _shown(concept), "no RxNorm code or ingredient name the pack maps")
+            return
         if status in CURRENT:
             self.lists["medications"].add(code)
         elif status == "stopped" and self._failed(reasons):
@@ -274,27 +367,33 @@ class Reader:
         return any(phrase in text.lower() for text in texts for phrase in self.pack.fhir.failure_reasons)
 
     def treatment(self, concept: Any) -> str | None:
-        """RxNorm product RxCUI, else the ingredient named by the text or a display (before any strength)."""
+        """RxNorm product RxCUI, else the ingredient named by the text or a display (before any
+        strength) unless it names a topical form: "ketoconazole 2% cream" is not the systemic
+        interacting medicine, nor "ruxolitinib 1.5% cream" oral ruxolitinib."""
         table = self.pack.treatments.standard_codes["rxcui"]
         codings = _codings(concept)
         for coding in codings:
             if coding.system == RXNORM and coding.code in table:
                 return table[coding.code]
+            if coding.system == RXNORM and coding.code in self.pack.fhir.not_systemic:
+                raise UnknownCode(self.pack.fhir.not_systemic[coding.code])
         texts = [concept.text] if concept is not None and concept.text else []
         for text in texts + [c.display for c in codings if c.display]:
-            for candidate in (text, re.split(r"[\d\[(]", text)[0]):
-                if code := self.pack.treatments.lookup(candidate):
-                    return code
+            unstrengthed = " ".join(STRENGTH.sub(" ", text).split())  # "ruxolitinib 1.5% cream" -> "ruxolitinib cream"
+            if code := self.pack.treatments.lookup(text) or self.pack.treatments.lookup(unstrengthed):
+                return code
+            if TOPICAL.search(text):
+                raise UnknownCode(f"{text!r} is a topical form: not mapped by its ingredient's name")
+            if code := self.pack.treatments.lookup(re.split(r"[\d\[(]", text)[0]):
+                return code
         return None
 
     def allergyintolerance(self, resource: Any) -> None:
         verification, clinical = _status(resource.verificationStatus), _status(resource.clinicalStatus)
-        code = self.treatment(resource.code)
         if verification in NOT_TRUE or clinical in NOT_ACTIVE:
             return self.skip(resource, _shown(resource.code), f"{verification or clinical}: ignored")
-        if code is None:
-            return self.skip(resource, _shown(resource.code), "no RxNorm code or ingredient name the pack maps")
-        self.lists["contraindicated_therapies"].add(code)
+        if code := self.medicine(resource, resource.code):
+            self.lists["contraindicated_therapies"].add(code)
 
     def is_skin(self, condition: str) -> bool:
         return "skin_disease" in self.pack.diagnoses.closures[condition]

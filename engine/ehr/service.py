@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -31,6 +32,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from ..decision.evaluate import Evaluator, InputError
 from ..decision.result import BUILT_IN
 from ..knowledge.pack import Pack
+from ..knowledge.vocabulary import UnknownCode
 from . import cards
 from .auth import Unauthorized, Verifier
 from .chart import evaluate_read, read_chart
@@ -42,8 +44,11 @@ feedback_log = logging.getLogger("jakcds.feedback")
 
 
 def prefetch_templates(pack: Pack) -> dict[str, str]:
-    """What the rules read, as prefetch templates; the Observation search asks for the pack's LOINC codes."""
-    labs = ",".join(f"{LOINC}|{code}" for lab in pack.labs.values() for code in lab.loinc)
+    """What the rules read, as prefetch templates; the Observation search asks for the pack's LOINC
+    codes (labs, and the Observations read into facts: smoking, pregnancy)."""
+    codes = [code for lab in pack.labs.values() for code in lab.loinc]
+    codes += [code for mapping in pack.fhir.observations.values() for code in mapping.loinc]
+    labs = ",".join(f"{LOINC}|{code}" for code in codes)
     return {
         "patient": "Patient/{{context.patientId}}",
         "conditions": "Condition?patient={{context.patientId}}",
@@ -57,7 +62,8 @@ def prefetch_templates(pack: Pack) -> dict[str, str]:
 NOT_CHECKED = "JAKCDS-003"  # built-in: an order, or a chart, the service could not check
 MAX_PAGES = 20  # of one search fetched from fhirServer
 MAX_BODY = 32 * 1024 * 1024  # bytes of one request (a prefetch of a long chart fits); larger is a 413
-USAGE = "Reads the chart's conditions (ICD-10-CM), labs (LOINC), medicines (RxNorm or name) and allergies."
+USAGE = ("Reads the chart's conditions (ICD-10-CM, SNOMED CT), labs (LOINC), smoking and pregnancy status (US Core), "
+         "medicines (RxNorm or name) and allergies.")
 SERVICES = {
     "jak-options": {
         "hook": "patient-view",
@@ -157,7 +163,7 @@ class Service:
                 found = [[self._not_checked(
                     reader, f"JAK inhibitor options not checked: {len(unread)} condition(s) in the chart could not be read",
                     "jakcds found no active skin condition it can read in this chart; the conditions listed below "
-                    "were not used (it reads ICD-10-CM codes only).")]]
+                    "were not used (it reads the ICD-10-CM and SNOMED CT codes its pack lists).")]]
         else:
             found = [self._order_cards(reader, order) for order in self._orders(request, reader)]
         issued = [card for group in found for card in group]
@@ -173,11 +179,11 @@ class Service:
         if concept is None:
             return [self._not_checked(reader, f"Order MedicationRequest/{order.id} not checked: its medicine could not be read",
                                       "The order's medicationReference does not resolve to a Medication in the request.")]
-        drug = reader.treatment(concept)
+        drug = reader.medicine(order, concept)
         if drug not in self.evaluator.pack.drugs:
             return []  # not a JAK inhibitor: nothing to say
         name = self.evaluator.pack.drugs[drug].name
-        reason = next((c for c in map(reader.diagnosis, order.reasonCode or []) if c), None)
+        reason = next((c for c in map(_reason(reader, order), order.reasonCode or []) if c), None)
         if reason and not reader.is_skin(reason):
             return [self._not_checked(
                 reader, f"{name} order not checked: it is for {self._name(reason)}, not a skin condition",
@@ -287,6 +293,16 @@ class Service:
                     out.write(line + "\n")
 
 
+def _reason(reader: Reader, order: Any) -> Any:
+    """An order's reasonCode -> the diagnosis it maps to, or None (a code that is not ICD-10-CM too)."""
+    def diagnosis(concept: Any) -> str | None:
+        try:
+            return reader.diagnosis(order, concept)
+        except UnknownCode:
+            return None
+    return diagnosis
+
+
 def create_app(evaluator: Evaluator, settings: Settings) -> FastAPI:
     service = Service(evaluator, settings)
     app = FastAPI(
@@ -355,6 +371,17 @@ def create_app(evaluator: Evaluator, settings: Settings) -> FastAPI:
     @app.exception_handler(_Refused)
     def refused(request: Request, exc: _Refused) -> Response:
         return Response(status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+    # a malformed request is a 400 with one line naming the element, never FastAPI's 422 that
+    # echoes the input (a patient's name and birth date) back to the caller
+    @app.exception_handler(RequestValidationError)
+    def invalid(request: Request, exc: RequestValidationError) -> Response:
+        item = exc.errors()[0] if exc.errors() else {"loc": ["body"], "msg": "invalid request"}
+        return JSONResponse({"error": str(FhirError(f"{'.'.join(map(str, item['loc']))}: {item['msg']}"))}, status_code=400)
+
+    @app.exception_handler(RecursionError)
+    def too_deep(request: Request, exc: RecursionError) -> Response:
+        return JSONResponse({"error": "the request is nested too deeply"}, status_code=400)
 
     return app
 

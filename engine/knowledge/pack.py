@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .catalogue import catalogue
+from .catalogue import BOOLS, ENUMS, catalogue
 from .rules import Rule
 from .vocabulary import Drug, Lab, Vocabulary
 
@@ -74,11 +74,50 @@ class Source(BaseModel):
         return self
 
 
+class Answered(BaseModel):
+    """An Observation read into one profile fact: its LOINC codes and its coded answers."""
+
+    model_config = ConfigDict(extra="forbid")
+    loinc: list[str] = Field(min_length=1)
+    answers: dict[str, bool | str | None]  # "system|code" -> the fact's value; None: read as unknown
+
+    @model_validator(mode="after")
+    def _systems(self) -> Answered:
+        for key in self.answers:
+            if "|" not in key:
+                raise ValueError(f"answer {key!r}: write it system|code")
+        return self
+
+
+class DraftMappings(BaseModel):
+    """Codes graded only VERIFIED-S (shared/knowledge/codes.md): read only when drafts are included."""
+
+    model_config = ConfigDict(extra="forbid")
+    observations: dict[str, Answered] = {}
+    snomed: dict[str, str] = {}  # SNOMED CT concept -> diagnosis code
+
+
 class FhirReading(BaseModel):
     """vocabulary/fhir.yaml: what FHIR input needs beyond the codes on the vocabulary entries."""
 
     model_config = ConfigDict(extra="forbid")
     failure_reasons: list[str]  # a stopped medicine whose status reason contains one of these failed
+    observations: dict[str, Answered] = {}  # profile fact -> the Observation that says it
+    # RxNorm products that name an ingredient the pack maps but are not what its rules mean
+    # (a topical form of a systemic interacting medicine): listed, never mapped, with why
+    not_systemic: dict[str, str] = {}
+    draft: DraftMappings = DraftMappings()
+
+    @model_validator(mode="after")
+    def _facts(self) -> FhirReading:
+        specs = {name: values for name, values in ENUMS.items()} | {name: (True, False) for name in BOOLS}
+        for name, mapping in {**self.observations, **self.draft.observations}.items():
+            if name not in specs:
+                raise ValueError(f"observations: {name!r} is not a profile fact an Observation can give ({', '.join(specs)})")
+            wrong = [v for v in mapping.answers.values() if v is not None and v not in specs[name]]
+            if wrong:
+                raise ValueError(f"observations.{name}: {wrong[0]!r} is not a value of {name}")
+        return self
 
     @model_validator(mode="after")
     def _lower(self) -> FhirReading:
@@ -147,6 +186,9 @@ def load_pack(path: Path | str | None = None, verify: bool = True) -> Pack:
     for key, source in pack.sources.items():
         if source.kind == "label" and source.product not in pack.drugs:
             raise PackError(f"sources.yaml: {key}: product: unknown drug {source.product!r}")
+    for concept, code in pack.fhir.draft.snomed.items():
+        if code not in pack.diagnoses.entries:
+            raise PackError(f"{VOCABULARY}/fhir.yaml: draft.snomed.{concept}: unknown diagnosis {code!r}")
     found = _rules(pack, docs)
     pack.rules = [rule for rule, _ in found]
     pack.rule_files = {rule.id: name for rule, name in found}

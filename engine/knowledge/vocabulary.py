@@ -4,6 +4,7 @@ standard codes that map onto them (ICD-10-CM, RxNorm, LOINC) where a source veri
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from fractions import Fraction
 from functools import cached_property
@@ -30,7 +31,25 @@ class Entry(BaseModel):
     is_a: list[str] = []
     synonyms: list[str] = []
     icd10: list[str] = []
+    snomed: list[str] = []  # SNOMED CT concepts (FHIR input only)
     rxcui: list[str] = []  # RxNorm product-level RxCUIs (FHIR input only)
+
+
+ICD10_SHAPE = re.compile(r"[A-Z]\d[0-9A-Z](\.[0-9A-Z]{1,4})?")
+
+
+def icd10_code(code: str, table: dict[str, str]) -> str | None:
+    """An ICD-10-CM code -> the vocabulary code of itself or of its nearest listed ancestor, from
+    the CMS code list (simple-icd-10-cm, imported only here: it takes ~1.6 s); None if no ancestor
+    is listed, UnknownCode if it is not an ICD-10-CM code."""
+    code = code.strip().upper()
+    if code in table:
+        return table[code]
+    import simple_icd_10_cm as cm
+
+    if not cm.is_valid_item(code):
+        raise UnknownCode(f"{code} is not an ICD-10-CM code")
+    return next((table[parent] for parent in cm.get_ancestors(code) if parent in table), None)
 
 
 class Vocabulary(BaseModel):
@@ -74,8 +93,8 @@ class Vocabulary(BaseModel):
 
     @cached_property
     def standard_codes(self) -> dict[str, dict[str, str]]:
-        """For each of icd10 and rxcui: {standard code: vocabulary code}."""
-        fields = ("icd10", "rxcui")
+        """For each of icd10, snomed and rxcui: {standard code: vocabulary code}."""
+        fields = ("icd10", "snomed", "rxcui")
         return {f: {std: code for code, entry in self.entries.items() for std in getattr(entry, f)} for f in fields}
 
     def lookup(self, text: str) -> str | None:
@@ -83,8 +102,13 @@ class Vocabulary(BaseModel):
         return self._lookup.get(_key(text))
 
     def normalise(self, text: str) -> str:
-        """The canonical code for a code, synonym or ICD-10-CM code; UnknownCode otherwise."""
+        """The canonical code for a code, synonym or ICD-10-CM code (a subcode maps to its nearest
+        listed parent, as in FHIR input); UnknownCode otherwise."""
         code = self.lookup(text)
+        if code is None and self.standard_codes["icd10"] and ICD10_SHAPE.fullmatch(text.strip().upper()):
+            code = icd10_code(text, self.standard_codes["icd10"])
+            if code is None:
+                raise UnknownCode(f"ICD-10-CM {text.strip().upper()} is under no condition this pack lists")
         if code is None:
             hint = difflib.get_close_matches(_key(text), list(self.entries), n=1, cutoff=0.75)
             suffix = f"; did you mean {hint[0]!r}?" if hint else ""
@@ -119,9 +143,19 @@ class Lab(BaseModel):
         return canonical_number(Fraction(value) * factor)
 
 
+# durable-rules parses its facts' JSON numbers itself and refuses exponent forms (1e-05 is error
+# 204): every number asserted lies in this range, where Python writes none in exponent form
+SMALLEST, LARGEST = 1e-4, 1e12
+
+
 def canonical_number(value: Fraction | float | int) -> float | int:
     """One representation per number (120, never 120.0), so equal values give equal facts."""
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if number != 0 and not SMALLEST <= abs(number) < LARGEST:
+        raise UnknownCode(f"{float(value) if math.isfinite(number) else value} is outside the range the engine takes ({SMALLEST:g} to {LARGEST:g})")
     return int(number) if number.is_integer() else number
 
 
