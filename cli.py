@@ -7,6 +7,7 @@ stdout); 3 a rule pack that cannot be loaded or is refused.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import datetime
 from enum import Enum
@@ -240,7 +241,11 @@ def serve(
     insecure_dev: Annotated[
         bool, typer.Option("--insecure-dev", help="no authentication at all; allowed on a loopback host only")
     ] = False,
-    feedback_log: Annotated[Optional[Path], typer.Option("--feedback-log", help="append card feedback here (JSON lines)")] = None,
+    store: Annotated[
+        Path, typer.Option("--store", help="SQLite file for the replay cache, issued cards and feedback (shared by workers, kept across restarts)")
+    ] = Path("jakcds-service.sqlite3"),
+    workers: Annotated[int, typer.Option("--workers", min=1, help="server processes (uvicorn workers), sharing the store")] = 1,
+    processes: Annotated[int, typer.Option("--processes", min=1, help="per server process: worker processes reading charts and running the rules")] = 1,
     cors_origin: Annotated[
         Optional[list[str]], typer.Option("--cors-origin", help="a browser-based CDS client's origin allowed to call (repeatable)")
     ] = None,
@@ -254,15 +259,16 @@ def serve(
 
     import uvicorn
 
-    from jakcds.ehr.auth import Verifier, load_issuers
-    from jakcds.ehr.service import Settings, create_app
+    from jakcds.ehr.auth import load_issuers
+    from jakcds.ehr.service import ENVIRONMENT
 
     if insecure_dev == bool(issuers):
         fail("give --issuers (JWT allow-list), or --insecure-dev for a local trial without authentication")
     if insecure_dev and host not in LOOPBACK:
         fail(f"--insecure-dev is refused on {host}: it is allowed on a loopback host only")
     try:
-        verifier = Verifier(load_issuers(issuers)) if issuers else None
+        if issuers:
+            load_issuers(issuers)  # refused here, before any worker starts
     except (OSError, ValueError, KeyError, TypeError) as error:
         fail(f"--issuers: {error}")
     # JSON lines from jakcds' own loggers only: httpx's INFO lines carry fhirServer URLs with patient ids
@@ -271,8 +277,26 @@ def serve(
     if insecure_dev:
         typer.secho("WARNING: --insecure-dev: AUTHENTICATION IS OFF. Any local process can call this service. "
                     "Never use it with real patient data.", fg="red", bold=True, err=True)
-    settings = Settings(base_url or f"http://{host}:{port}", verifier, feedback_log, cors_origins=cors_origin or [])
-    uvicorn.run(create_app(load(rules, include_draft), settings), host=host, port=port, log_level="warning")
+    ev = load(rules, include_draft)  # a refused pack exits 3 here, with one line
+    os.environ[ENVIRONMENT] = json.dumps({
+        "rules": None if ev.info.path == "(built-in)" else ev.info.path, "include_draft": include_draft,
+        "issuers": str(issuers.resolve()) if issuers else None, "base_url": base_url or f"http://{host}:{port}",
+        "store": str(store.resolve()), "cors": cors_origin or [], "processes": processes,
+    })
+    uvicorn.run("jakcds.ehr.service:from_environment", factory=True, workers=workers, host=host, port=port, log_level="warning")
+
+
+@app.command()
+def feedback(
+    store: Annotated[Path, typer.Option("--store", help="the service's SQLite store")] = Path("jakcds-service.sqlite3"),
+) -> None:
+    """Print the card feedback the service recorded, one JSON line per record."""
+    from jakcds.ehr.store import Store
+
+    if not store.is_file():
+        fail(f"{store}: no such store")
+    for record in Store(store).feedback():
+        typer.echo(json.dumps(record, sort_keys=True))
 
 
 @rules_app.command("list")

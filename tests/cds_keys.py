@@ -52,9 +52,10 @@ def mint(
     return jwt.encode(payload, key, algorithm=alg, headers={k: v for k, v in header.items() if v is not None})
 
 
-def write_issuers(directory: Path) -> Path:
-    """issuers.yaml (trusted issuer -> jwks_file) and jwks.json in `directory`; the YAML's path."""
+def write_issuers(directory: Path, fhir_servers: list[str] = ()) -> Path:
+    """issuers.yaml (trusted issuer -> jwks_file, and the fhirServer base URLs it may name) and
+    jwks.json in `directory`; the YAML's path."""
     (directory / "jwks.json").write_text(json.dumps(JWKS), encoding="utf-8")
     path = directory / "issuers.yaml"
-    path.write_text(f'issuers:\n  "{ISSUER}":\n    jwks_file: jwks.json\n', encoding="utf-8")
+    path.write_text(f'issuers:\n  "{ISSUER}":\n    jwks_file: jwks.json\n    fhir_servers: {json.dumps(list(fhir_servers))}\n', encoding="utf-8")
     return path

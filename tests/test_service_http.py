@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -68,7 +68,7 @@ class Server:
     base: str
     process: subprocess.Popen[bytes]
     stderr_file: Path
-    feedback_file: Path | None = None
+    store: Path | None = None
 
     def stderr(self) -> str:
         return self.stderr_file.read_text(encoding="utf-8")
@@ -86,6 +86,8 @@ def start(directory: Path, *args: str, timeout: float = 30) -> Server:
     """`jakcds serve` on a free loopback port, once the port answers."""
     port = free_port()
     stderr_file = directory / f"serve-{port}.stderr"
+    if "--store" not in args:
+        args = (*args, "--store", str(directory / f"store-{port}.sqlite3"))
     with stderr_file.open("wb") as err:
         process = subprocess.Popen(
             [str(JAKCDS), "serve", "--host", "127.0.0.1", "--port", str(port), *args],
@@ -106,12 +108,12 @@ def start(directory: Path, *args: str, timeout: float = 30) -> Server:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory, fake_fhir: "FakeFhir") -> Iterator[Server]:
     directory = tmp_path_factory.mktemp("serve")
-    feedback = directory / "feedback.jsonl"
-    running = start(directory, "--issuers", str(write_issuers(directory)), "--feedback-log", str(feedback),
+    store = directory / "store.sqlite3"
+    running = start(directory, "--issuers", str(write_issuers(directory, [fake_fhir.url + base for base in ("/fhir", "/paged", "/broken", "/huge", "/drip")] + ["http://fhir.example.org"])), "--store", str(store),
                     "--cors-origin", BROWSER_CLIENT)
-    running.feedback_file = feedback
+    running.store = store
     yield running
     running.stop()
 
@@ -272,6 +274,7 @@ def test_missing_prefetch_without_fhir_server_is_412(call: Call) -> None:
 class FakeFhir:
     url: str
     authorizations: list[str | None]
+    paths: list[str] = field(default_factory=list)  # every path requested, as sent
 
 
 @pytest.fixture(scope="session")
@@ -288,9 +291,27 @@ def fake_fhir() -> Iterator[FakeFhir]:
     conditions = "/paged/" + PREFETCH["conditions"].replace("{{context.patientId}}", PATIENT_ID)
     pages["/paged/page-2"], pages[conditions] = pages[conditions], {**empty, "link": [{"relation": "next", "url": "page-2"}]}
 
+    paths: list[str] = []
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             authorizations.append(self.headers.get("Authorization"))
+            paths.append(self.path)
+            if self.path.startswith("/drip/"):  # one byte every 2 s: a reply that never ends in time
+                self.send_response(200)
+                self.send_header("Content-Type", "application/fhir+json")
+                self.end_headers()
+                for _ in range(60):
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                    time.sleep(2)
+                return
+            if self.path.startswith("/huge/"):  # 40 MB, more than the service reads of one reply
+                self.send_response(200)
+                self.send_header("Content-Type", "application/fhir+json")
+                self.end_headers()
+                self.wfile.write(b'{"resourceType": "Bundle", "type": "searchset", "x": "' + b"x" * 40_000_000 + b'"}')
+                return
             page = pages.get(unquote(self.path))
             if page and page.get("link"):  # next links are absolute URLs on this server
                 page = {**page, "link": [{"relation": "next", "url": f"http://{self.headers['Host']}/paged/page-2"}]}
@@ -311,7 +332,7 @@ def fake_fhir() -> Iterator[FakeFhir]:
 
     httpd = Server(("127.0.0.1", 0), Handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield FakeFhir(f"http://127.0.0.1:{httpd.server_address[1]}", authorizations)
+    yield FakeFhir(f"http://127.0.0.1:{httpd.server_address[1]}", authorizations, paths)
     httpd.shutdown()
     httpd.server_close()
 
@@ -475,8 +496,9 @@ def test_feedback_is_logged_with_rule_and_ruleset(
     }]}
     assert schema_errors("feedback", body) == []
     assert call("/cds-services/jak-options/feedback", body).status_code == 200
-    assert server.feedback_file is not None
-    records = [json.loads(line) for line in server.feedback_file.read_text().splitlines()]
+    assert server.store is not None
+    done = subprocess.run([str(JAKCDS), "feedback", "--store", str(server.store)], capture_output=True, text=True, timeout=60)
+    records = [json.loads(line) for line in done.stdout.splitlines()]
     mine = [r for r in records if r["card"] == card["uuid"]]
     assert len(mine) == 1
     assert mine[0]["rule"] == card["source"]["topic"]["code"]
@@ -548,3 +570,104 @@ def test_a_malformed_request_is_400_in_one_line_without_echoing_the_chart(call: 
     bad_chart["prefetch"]["medicationStatements"]["entry"][0]["resource"]["dosage"] = [{"doseAndRate": [{"doseQuantity": {"value": "85"}}]}]
     response = call("/cds-services/jak-options", bad_chart)
     assert response.status_code == 400 and "a FHIR number is a JSON number" in response.json()["error"]
+
+
+# --- issue 14: the service under attack ------------------------------------------------------
+
+def test_a_fhir_server_the_issuer_does_not_allow_is_never_fetched(call: Call, fake_fhir: FakeFhir) -> None:
+    fake_fhir.paths.clear()
+    for server in ("http://169.254.169.254/latest", fake_fhir.url.replace("127.0.0.1", "localhost") + "/fhir",
+                   fake_fhir.url + "/fhir/../../admin"):
+        response = call("/cds-services/jak-options", from_fhir_server(server))
+        assert response.status_code == 412 and "nothing was fetched" in response.json()["error"], server
+    assert fake_fhir.paths == []
+
+
+def test_the_patient_id_is_url_encoded_in_every_fetch(call: Call, fake_fhir: FakeFhir) -> None:
+    fake_fhir.paths.clear()
+    body = from_fhir_server(fake_fhir.url + "/fhir")
+    body["context"]["patientId"] = "../../admin?x=1"
+    body["prefetch"] = {}
+    call("/cds-services/jak-options", body)
+    assert fake_fhir.paths and all(p.startswith("/fhir/") and "/admin" not in p for p in fake_fhir.paths), fake_fhir.paths
+    assert any("..%2F..%2Fadmin%3Fx%3D1" in p for p in fake_fhir.paths)
+
+
+def test_a_failed_fetch_says_only_that_data_could_not_be_fetched(call: Call, fake_fhir: FakeFhir) -> None:
+    for server in (fake_fhir.url + "/broken", fake_fhir.url + "/huge"):
+        response = call("/cds-services/jak-options", from_fhir_server(server))
+        assert response.status_code == 412
+        error = response.json()["error"]
+        assert "data could not be fetched" in error and "Error" not in error and "500" not in error, error
+
+
+def test_a_dripping_fhir_server_is_cut_at_the_deadline(call: Call, fake_fhir: FakeFhir) -> None:
+    started = time.monotonic()
+    response = call("/cds-services/jak-options", from_fhir_server(fake_fhir.url + "/drip"))
+    assert response.status_code == 412 and time.monotonic() - started < 15
+
+
+def test_the_token_is_checked_before_a_large_body_is_read(server: Server, http: httpx.Client, call: Call) -> None:
+    """A 27 MB body without a token is a bare 401 at once, and does not hold up a valid call."""
+    big = json.dumps({**hook("patient-view"), "extension": {"x": "y" * 27_000_000}}).encode()
+    started = time.monotonic()
+    response = http.post(server.base + "/cds-services/jak-options", content=big, headers={"Content-Type": "application/json"})
+    assert response.status_code == 401 and time.monotonic() - started < 2
+    assert call("/cds-services/jak-options", hook("patient-view")).status_code == 200
+
+
+def test_a_large_valid_chart_delays_only_itself(server: Server, http: httpx.Client, call: Call) -> None:
+    """The chart is read and the rules run in a worker process: the event loop stays free."""
+    import concurrent.futures
+
+    body = hook("patient-view")
+    filler = [{"resource": {"resourceType": "Observation", "id": f"o{i}", "status": "final", "code": {"text": "note"},
+                            "subject": {"reference": f"Patient/{PATIENT_ID}"}, "valueString": "x" * 200}} for i in range(20_000)]
+    body["prefetch"]["observations"] = {"resourceType": "Bundle", "type": "searchset", "entry": filler}
+    path = "/cds-services/jak-options"
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        large = pool.submit(lambda: http.post(server.base + path, json=body, headers={"Authorization": f"Bearer {mint(server.base + path)}"}, timeout=120))
+        time.sleep(0.5)
+        started = time.monotonic()
+        assert call("/cds-services").status_code == 200  # discovery, while the large chart is being read
+        quick = time.monotonic() - started
+        assert large.result().status_code == 200
+    assert quick < 1.0, quick
+
+
+def test_a_used_token_stays_used_after_a_restart(tmp_path: Path, http: httpx.Client) -> None:
+    store = tmp_path / "store.sqlite3"
+    args = ("--issuers", str(write_issuers(tmp_path)), "--store", str(store))
+    first = start(tmp_path, *args)
+    path = "/cds-services"
+    token = mint(first.base + path)
+    assert http.get(first.base + path, headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    first.stop()
+    second = start(tmp_path, *args)
+    try:
+        replay = mint(second.base + path, jti=jwt.decode(token, options={"verify_signature": False})["jti"])
+        assert http.get(second.base + path, headers={"Authorization": f"Bearer {replay}"}).status_code == 401
+    finally:
+        second.stop()
+
+
+def test_two_workers_share_one_store(tmp_path: Path, http: httpx.Client) -> None:
+    running = start(tmp_path, "--issuers", str(write_issuers(tmp_path)), "--workers", "2", timeout=60)
+    try:
+        path = "/cds-services"
+        token = mint(running.base + path)
+        answers = [http.get(running.base + path, headers={"Authorization": f"Bearer {token}"}).status_code for _ in range(6)]
+        assert answers == [200] + [401] * 5  # whichever worker answers, the jti is used
+    finally:
+        running.stop()
+
+
+def test_feedback_only_for_issued_cards_and_of_bounded_size(call: Call, patient_view: list[dict[str, Any]]) -> None:
+    def send(card: str, comment: str) -> int:
+        return call("/cds-services/jak-options/feedback", {"feedback": [{
+            "card": card, "outcome": "overridden", "overrideReason": {"userComment": comment},
+            "outcomeTimestamp": "2026-11-23T10:00:00Z"}]}).status_code
+
+    assert send(str(uuid.uuid4()), "never issued") == 400
+    assert send(patient_view[0]["uuid"], "x" * 5000) == 400
+    assert send(patient_view[0]["uuid"], "fine") == 200

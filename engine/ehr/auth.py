@@ -3,13 +3,12 @@
 A request is trusted when its bearer JWT (header typ JWT and a kid) is signed with an asymmetric algorithm (never `none` or
 HMAC) by a key in the JWKS configured for its allow-listed `iss` (and `jku`, if it names one),
 its `aud` is the URL of the endpoint called, it has not expired, and its `jti` has not been seen
-before within the token's lifetime. Any failure is the same bare 401: no detail for the caller.
+before within the token's lifetime (in the service's store, so not after a restart either). Any failure is the same bare 401: no detail for the caller.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import Any
 
 import jwt
 import yaml
+
+from .store import Store
 
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"]
 LEEWAY = 30  # seconds of clock skew allowed on exp and iat
@@ -32,14 +33,13 @@ class Unauthorized(Exception):
 class Issuer:
     jwks: jwt.PyJWKSet
     jku: str = ""  # if set, a token naming a jku must name this one
+    fhir_servers: list[str] = field(default_factory=list)  # the fhirServer base URLs this EHR may name
 
 
 @dataclass
 class Verifier:
     issuers: dict[str, Issuer]
-    seen: dict[str, float] = field(default_factory=dict)  # jti -> when it may be forgotten
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    next_sweep: float = 0.0
+    store: Store = field(default_factory=lambda: Store(Path(":memory:")))  # the used jti, kept across restarts
 
     def verify(self, authorization: str | None, audience: str) -> dict[str, Any]:
         """The claims of a trusted token, else Unauthorized."""
@@ -67,28 +67,22 @@ class Verifier:
             raise Unauthorized(f"{type(error).__name__}: {error}") from None
         if float(claims["exp"]) > time.time() + MAX_LIFETIME:
             raise Unauthorized(f"exp more than {MAX_LIFETIME} s ahead")
-        self._first_use(str(claims["jti"]), float(claims["exp"]) + LEEWAY)
+        if not self.store.first_use(f"{issuer_id} {claims['jti']}", float(claims["exp"]) + LEEWAY):
+            raise Unauthorized("jti replayed")
         return claims
-
-    def _first_use(self, jti: str, forget_after: float) -> None:
-        now = time.time()
-        with self.lock:
-            if now >= self.next_sweep:  # drop expired entries once a minute
-                self.seen = {k: t for k, t in self.seen.items() if t > now}
-                self.next_sweep = now + 60
-            if self.seen.get(jti, 0) > now:
-                raise Unauthorized("jti replayed")
-            self.seen[jti] = forget_after
 
 
 def load_issuers(path: Path) -> dict[str, Issuer]:
-    """The allow-list file (YAML or JSON): {issuers: {<iss>: {jwks: {...} | jwks_file: path, jku: url}}}.
-    A jwks_file is read relative to the allow-list file."""
+    """The allow-list file (YAML or JSON): {issuers: {<iss>: {jwks: {...} | jwks_file: path, jku: url,
+    fhir_servers: [base URL, ...]}}}. A jwks_file is read relative to the allow-list file."""
     doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     issuers = {}
     for iss, entry in (doc.get("issuers") or {}).items():
         jwks = entry.get("jwks") or json.loads((path.parent / entry["jwks_file"]).read_text(encoding="utf-8"))
-        issuers[iss] = Issuer(jwt.PyJWKSet.from_dict(jwks), entry.get("jku", ""))
+        servers = entry.get("fhir_servers") or []
+        if not isinstance(servers, list) or not all(isinstance(s, str) for s in servers):
+            raise ValueError(f"{path}: {iss}: fhir_servers is a list of base URLs")
+        issuers[iss] = Issuer(jwt.PyJWKSet.from_dict(jwks), entry.get("jku", ""), servers)
     if not issuers:
         raise ValueError(f"{path}: no issuers")
     return issuers

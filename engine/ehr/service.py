@@ -5,8 +5,11 @@
   POST /cds-services/{id}/feedback    accepted / overridden cards, recorded with the ruleset sha256
 
 Data come from `prefetch`; a missing prefetch key is fetched from `fhirServer` (with the bearer
-token of `fhirAuthorization`), and if it cannot be, the answer is 412. Every request is
-logged as one JSON line on the `jakcds.decisions` logger, without patient data.
+token of `fhirAuthorization`) if the caller's issuer allows that server, within a size cap and a
+total deadline; if it cannot be, the answer is 412. The JWT is checked before the body is read;
+charts are read and the rules run in a pool of worker processes, so a large chart delays only
+itself. Replay cache, issued cards and feedback live in one SQLite store shared by workers.
+Every request is logged as one JSON line on the `jakcds.decisions` logger, without patient data.
 """
 
 from __future__ import annotations
@@ -14,20 +17,26 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import multiprocessing
+import os
 import time
 import uuid
-from collections import OrderedDict
+from collections.abc import AsyncIterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from ..decision.evaluate import Evaluator, InputError
 from ..decision.result import BUILT_IN
@@ -35,6 +44,7 @@ from ..knowledge.pack import Pack
 from ..knowledge.vocabulary import UnknownCode
 from . import cards
 from .auth import Unauthorized, Verifier
+from .store import Store
 from .chart import evaluate_read, read_chart
 from .fhir import LOINC, FhirError, Reader, about, resources
 
@@ -104,28 +114,44 @@ class HookRequest(BaseModel):
     extension: dict[str, Any] | None = None
 
 
+FEEDBACK_MAX = 4096  # characters of one feedback record's free parts (override reason, suggestions) as JSON
+
+
 class Feedback(BaseModel):
-    card: str
+    card: str = Field(max_length=100)
     outcome: Literal["accepted", "overridden"]
-    acceptedSuggestions: list[dict[str, Any]] | None = None
+    acceptedSuggestions: list[dict[str, Any]] | None = Field(None, max_length=20)
     overrideReason: dict[str, Any] | None = None
     outcomeTimestamp: AwareDatetime
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Feedback:
+        if len(json.dumps([self.overrideReason, self.acceptedSuggestions], default=str)) > FEEDBACK_MAX:
+            raise ValueError(f"overrideReason and acceptedSuggestions: at most {FEEDBACK_MAX} characters of JSON")
+        return self
     # The spec wants acceptedSuggestions with "accepted"; our cards carry no suggestions, so
     # accepting a card without them is recorded as it comes.
 
 
 class FeedbackRequest(BaseModel):
-    feedback: list[Feedback] = Field(min_length=1)
+    feedback: list[Feedback] = Field(min_length=1, max_length=100)
 
 
 @dataclass
 class Settings:
     base_url: str  # what the EHR calls; each JWT's aud is base_url + the path
     verifier: Verifier | None  # None: dev mode, no authentication (localhost only)
-    feedback_file: Path | None = None
-    fetch_timeout: float = 5.0
+    store: Store | None = None  # replay cache, issued cards, feedback (default: the verifier's, else in memory)
+    fetch_timeout: float = 5.0  # one fhirServer read
+    fetch_deadline: float = 10.0  # all the fetches of one request
+    fetch_max_bytes: int = 16 * 1024 * 1024  # one fhirServer reply
     cors_origins: list[str] = field(default_factory=list)  # browser-based CDS clients allowed to call
     as_of: date | None = None  # compute ages on this date instead of today (reproducible tests)
+    processes: int = 0  # worker processes reading charts and running rules; 0: inline (tests)
+
+    def __post_init__(self) -> None:
+        if self.store is None:
+            self.store = self.verifier.store if self.verifier else Store(Path(":memory:"))
 
 
 class PrefetchMissing(Exception):
@@ -136,7 +162,6 @@ class PrefetchMissing(Exception):
 class Service:
     evaluator: Evaluator
     settings: Settings
-    issued: OrderedDict[str, tuple[str, str]] = field(default_factory=OrderedDict)  # card uuid -> (service, rule)
 
     def __post_init__(self) -> None:
         self.prefetch = prefetch_templates(self.evaluator.pack)
@@ -167,8 +192,7 @@ class Service:
         else:
             found = [self._order_cards(reader, order) for order in self._orders(request, reader)]
         issued = [card for group in found for card in group]
-        for card in issued:
-            self._remember(card["uuid"], service_id, card["source"]["topic"]["code"])
+        self.settings.store.remember([(card["uuid"], service_id, card["source"]["topic"]["code"]) for card in issued])
         return issued
 
     def _name(self, condition: str) -> str:
@@ -222,42 +246,51 @@ class Service:
             orders = [o for o in orders if f"MedicationRequest/{o.id}" in selections]
         return orders
 
-    async def gather(self, request: HookRequest) -> dict[str, Any]:
-        """Prefetch, completed from fhirServer where a key is absent; PrefetchMissing if it cannot be."""
+    async def gather(self, request: HookRequest, allowed: list[str] | None = None) -> dict[str, Any]:
+        """Prefetch, completed from fhirServer where a key is absent; PrefetchMissing if it cannot be.
+        `allowed`: the fhirServer base URLs the caller's issuer may name (None: dev mode, loopback only)."""
         data = dict(request.prefetch or {})
         missing = [key for key in self.prefetch if key not in data]
         if not missing:
             return data
         if not request.fhirServer:
             raise PrefetchMissing(f"prefetch lacks {', '.join(missing)} and no fhirServer was given")
+        if not _allowed(request.fhirServer, allowed):
+            raise PrefetchMissing("fhirServer is not one this EHR's issuer is allowed to name: nothing was fetched")
         patient = request.context.get("patientId")
-        if not isinstance(patient, str):
+        if not isinstance(patient, str) or not patient:
             raise PrefetchMissing("context.patientId is needed to fetch from fhirServer")
         headers = {"Accept": "application/fhir+json"}
         if request.fhirAuthorization:
             if not _safe_for_tokens(request.fhirServer):
                 raise PrefetchMissing("fhirServer is not https (or loopback): its access token is not sent in clear")
             headers["Authorization"] = f"Bearer {request.fhirAuthorization.access_token}"
-        async with httpx.AsyncClient(timeout=self.settings.fetch_timeout, headers=headers) as client:
-            fetched = await asyncio.gather(*(self._fetch(client, request.fhirServer, key, patient) for key in missing))
+        async with httpx.AsyncClient(timeout=self.settings.fetch_timeout, headers=headers, follow_redirects=False) as client:
+            try:
+                fetched = await asyncio.wait_for(
+                    asyncio.gather(*(self._fetch(client, request.fhirServer, key, patient) for key in missing)),
+                    self.settings.fetch_deadline)
+            except asyncio.TimeoutError:
+                decisions.warning(json.dumps({"event": "fetch", "why": f"deadline of {self.settings.fetch_deadline} s"}))
+                raise PrefetchMissing("data could not be fetched from fhirServer") from None
         return data | dict(zip(missing, fetched))
 
     async def _fetch(self, client: httpx.AsyncClient, server: str, key: str, patient: str) -> Any:
-        """One prefetch query; a searchset's next pages are followed (on the same server only)."""
-        url = f"{server.rstrip('/')}/{self.prefetch[key].replace('{{context.patientId}}', patient)}"
+        """One prefetch query (the patient id URL-encoded); a searchset's next pages are followed
+        (on the same server only). Why a fetch failed goes to the server's log, not to the caller."""
+        base = server.rstrip("/")
+        url = f"{base}/{self.prefetch[key].replace('{{context.patientId}}', quote(patient, safe=''))}"
         pages: list[dict[str, Any]] = []
         try:
             while url and len(pages) < MAX_PAGES:
-                response = await client.get(url)
-                response.raise_for_status()
-                page = response.json()
-                pages.append(page)
-                links = (page.get("link") or []) if page.get("resourceType") == "Bundle" else []
+                pages.append(await self._page(client, url))
+                links = (pages[-1].get("link") or []) if pages[-1].get("resourceType") == "Bundle" else []
                 url = next((link.get("url") for link in links if link.get("relation") == "next"), None)
-                if url and not url.startswith(server.rstrip("/") + "/"):
-                    raise PrefetchMissing(f"{key}: the next page is on another server")
-        except (httpx.HTTPError, httpx.InvalidURL, ValueError, AttributeError) as error:
-            raise PrefetchMissing(f"{key}: could not be fetched ({type(error).__name__})") from None
+                if url and not (isinstance(url, str) and url.startswith(base + "/")):
+                    raise ValueError("the next page is on another server")
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError, AttributeError, RecursionError) as error:
+            decisions.warning(json.dumps({"event": "fetch", "key": key, "why": type(error).__name__}))
+            raise PrefetchMissing(f"{key}: data could not be fetched from fhirServer") from None
         if url:
             raise PrefetchMissing(f"{key}: more than {MAX_PAGES} pages")
         if len(pages) == 1:
@@ -265,32 +298,42 @@ class Service:
         first = {name: value for name, value in pages[0].items() if name != "link"}
         return first | {"entry": [entry for page in pages for entry in page.get("entry") or []]}
 
-    def _remember(self, card: str, service_id: str, rule: str) -> None:
-        self.issued[card] = (service_id, rule)
-        while len(self.issued) > 100_000:
-            self.issued.popitem(last=False)
+    async def _page(self, client: httpx.AsyncClient, url: str) -> dict[str, Any]:
+        """One reply, read up to the size cap (a larger one is refused, not buffered)."""
+        async with client.stream("GET", url) as response:
+            response.raise_for_status()
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > self.settings.fetch_max_bytes:
+                    raise ValueError(f"reply larger than {self.settings.fetch_max_bytes} bytes")
+        page = json.loads(body)
+        if not isinstance(page, dict):
+            raise ValueError("not a FHIR resource")
+        return page
 
     def feedback(self, service_id: str, items: FeedbackRequest) -> None:
+        """Record feedback on cards this service issued (InputError for any other card), all in one transaction."""
+        records = []
         for item in items.feedback:
-            issued_by, rule = self.issued.get(item.card, (None, None))
-            record = {
+            issued = self.settings.store.issued(item.card)
+            if issued is None or issued[0] != service_id:
+                raise InputError(f"feedback: card {item.card[:64]!r} was not issued by {service_id}")
+            records.append({
                 "received": datetime.now(timezone.utc).isoformat(),
                 "service": service_id,
                 "card": item.card,
-                "rule": rule if issued_by == service_id else None,
+                "rule": issued[1],
                 "outcome": item.outcome,
                 "overrideReason": item.overrideReason,
                 "acceptedSuggestions": item.acceptedSuggestions,
                 "outcomeTimestamp": item.outcomeTimestamp,
                 "ruleset": self.evaluator.info.name,
                 "ruleset_sha256": self.evaluator.info.sha256,
-            }
-            line = json.dumps(record, sort_keys=True, default=str)
-            # the log line leaves out the clinician's free text (userComment may name the patient)
+            })
+        self.settings.store.add_feedback(records)
+        for record in records:  # the log line leaves out the clinician's free text (userComment may name the patient)
             feedback_log.info(json.dumps({k: record[k] for k in ("service", "card", "rule", "outcome", "ruleset_sha256")}))
-            if self.settings.feedback_file:
-                with self.settings.feedback_file.open("a", encoding="utf-8") as out:
-                    out.write(line + "\n")
 
 
 def _reason(reader: Reader, order: Any) -> Any:
@@ -305,24 +348,28 @@ def _reason(reader: Reader, order: Any) -> Any:
 
 def create_app(evaluator: Evaluator, settings: Settings) -> FastAPI:
     service = Service(evaluator, settings)
+    pool = _pool(evaluator, settings) if settings.processes else None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if pool is not None:  # start the workers (each builds its durable-rules host) before the first call
+            await asyncio.gather(*(asyncio.get_running_loop().run_in_executor(pool, _ready) for _ in range(settings.processes)))
+        yield
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
     app = FastAPI(
         title="jakcds CDS Hooks service",
         version=evaluator.info.version,
         description="HL7 CDS Hooks 2.0: JAK inhibitor options and order checks from a cited rule pack.",
         max_body_size=MAX_BODY,
+        lifespan=lifespan,
     )
 
     async def authenticate(request: Request) -> None:
-        if settings.verifier is None:
-            return
-        # aud is the URL as called, percent-encoded: request.url.path is decoded
-        path = request.scope.get("raw_path") or request.url.path.encode()
-        audience = settings.base_url.rstrip("/") + path.decode("latin-1")
-        try:
-            settings.verifier.verify(request.headers.get("authorization"), audience)
-        except Unauthorized as error:
-            decisions.warning(json.dumps({"event": "unauthorized", "path": request.url.path, "why": str(error)}))
-            raise _Refused() from None
+        """The gate (below) checked the JWT before the body was read; this keeps every route of the router behind it."""
+        if settings.verifier is not None and "issuer" not in request.scope.get("state", {}):
+            raise _Refused()
 
     # dependencies given at creation protect every route (appending later would protect nothing)
     router = APIRouter(dependencies=[Depends(authenticate)], responses={401: {"description": "Not trusted (no detail)"}})
@@ -331,8 +378,8 @@ def create_app(evaluator: Evaluator, settings: Settings) -> FastAPI:
     async def discovery() -> dict[str, Any]:
         return service.discovery()
 
-    @router.post("/cds-services/{service_id}", responses={400: {}, 404: {}, 412: {}})
-    async def call(service_id: str, body: HookRequest) -> Response:
+    @router.post("/cds-services/{service_id}", responses={400: {}, 404: {}, 412: {}, 503: {}})
+    async def call(service_id: str, body: HookRequest, request: Request) -> Response:
         started, decision = time.perf_counter(), str(uuid.uuid4())
         status, found = 500, []
         try:
@@ -341,13 +388,20 @@ def create_app(evaluator: Evaluator, settings: Settings) -> FastAPI:
             elif body.hook != SERVICES[service_id]["hook"]:
                 status, payload = 400, {"error": f"service {service_id} answers hook {SERVICES[service_id]['hook']}, not {body.hook}"}
             else:
-                # the rules run inline on the event loop (a few ms of CPU): threads would only add GIL handoffs
-                found = service.call(service_id, body, await service.gather(body))
-                status, payload = 200, {"cards": found}
+                issuer = request.scope.get("state", {}).get("issuer")
+                allowed = settings.verifier.issuers[issuer].fhir_servers if settings.verifier else None
+                data = await service.gather(body, allowed)
+                if pool is None:
+                    status, payload = _answer(service, service_id, body, data)
+                else:  # read the chart and run the rules in a worker process: a large chart delays only itself
+                    fetched = {key: value for key, value in data.items() if key not in (body.prefetch or {})}
+                    status, payload = await asyncio.get_running_loop().run_in_executor(
+                        pool, _work, service_id, await request.body(), fetched)
+                found = payload.get("cards", [])
         except PrefetchMissing as error:
             status, payload = 412, {"error": str(error)}
-        except InputError as error:
-            status, payload = 400, {"error": str(error)}
+        except BrokenProcessPool:
+            status, payload = 503, {"error": "the service's worker process failed: try again"}
         finally:  # every request, a crash included, gets its line
             decisions.info(json.dumps({
                 "decision": decision, "hookInstance": body.hookInstance, "service": service_id, "status": status,
@@ -360,10 +414,14 @@ def create_app(evaluator: Evaluator, settings: Settings) -> FastAPI:
     async def feedback(service_id: str, body: FeedbackRequest) -> Response:
         if service_id not in SERVICES:
             return JSONResponse({"error": f"no service {service_id!r}"}, status_code=404)
-        service.feedback(service_id, body)
+        try:
+            service.feedback(service_id, body)
+        except InputError as error:
+            return JSONResponse({"error": str(error)}, status_code=400)
         return JSONResponse({})
 
     app.include_router(router)
+    app.add_middleware(_Gate, settings=settings)  # inside CORS (added next): a browser's preflight needs no token
     if settings.cors_origins:  # the spec: browser-based CDS clients need CORS
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])
@@ -384,6 +442,112 @@ def create_app(evaluator: Evaluator, settings: Settings) -> FastAPI:
         return JSONResponse({"error": "the request is nested too deeply"}, status_code=400)
 
     return app
+
+
+def _answer(service: Service, service_id: str, request: HookRequest, data: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    try:
+        return 200, {"cards": service.call(service_id, request, data)}
+    except InputError as error:
+        return 400, {"error": str(error)}
+
+
+class _Gate:
+    """ASGI middleware in front of /cds-services: a body larger than the cap is refused by its
+    Content-Length (413), and the JWT is checked before the body is read (a bare 401), so an
+    untrusted caller costs no parsing. The trusted issuer goes to the request state."""
+
+    def __init__(self, app: Any, settings: Settings):
+        self.app, self.settings = app, settings
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/cds-services"):
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length", b"")
+        if length.isdigit() and int(length) > MAX_BODY:
+            return await _bare(send, 413)
+        if self.settings.verifier is not None:
+            # aud is the URL as called, percent-encoded: scope["path"] is decoded
+            audience = self.settings.base_url.rstrip("/") + (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+            try:
+                claims = self.settings.verifier.verify(headers.get(b"authorization", b"").decode("latin-1"), audience)
+            except Unauthorized as error:
+                decisions.warning(json.dumps({"event": "unauthorized", "path": scope["path"], "why": str(error)}))
+                return await _bare(send, 401, [(b"www-authenticate", b"Bearer")])
+            scope.setdefault("state", {})["issuer"] = claims["iss"]
+        await self.app(scope, receive, send)
+
+
+async def _bare(send: Any, status: int, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-length", b"0"), *(headers or [])]})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def _allowed(server: str, allowed: list[str] | None) -> bool:
+    """fhirServer is one of the allowed base URLs, or under one (same scheme, host and port, path
+    below it); with no issuers (dev mode) only a loopback server."""
+    try:
+        url = httpx.URL(server)
+    except httpx.InvalidURL:
+        return False
+    if allowed is None:
+        return url.scheme in ("http", "https") and url.host in ("127.0.0.1", "localhost", "::1")
+    for base in allowed:
+        try:
+            root = httpx.URL(base)
+        except httpx.InvalidURL:
+            continue
+        if (url.scheme, url.host, url.port) == (root.scheme, root.host, root.port) and (
+                url.path.rstrip("/") + "/").startswith(root.path.rstrip("/") + "/") and ".." not in url.path.split("/"):
+            return True
+    return False
+
+
+ENVIRONMENT = "JAKCDS_SERVE"  # how `jakcds serve` passes its settings to each uvicorn worker process
+
+
+def from_environment() -> FastAPI:
+    """The app of one uvicorn worker process (`jakcds serve`, `--workers N`), from JAKCDS_SERVE:
+    {rules, include_draft, issuers, base_url, store, cors, processes}. All workers share the store."""
+    from ..decision.evaluate import evaluator
+    from .auth import load_issuers
+
+    config = json.loads(os.environ[ENVIRONMENT])
+    store = Store(Path(config["store"]))
+    verifier = Verifier(load_issuers(Path(config["issuers"])), store) if config["issuers"] else None
+    settings = Settings(config["base_url"], verifier, store=store, cors_origins=config["cors"], processes=config["processes"])
+    return create_app(evaluator(config["rules"], config["include_draft"]), settings)
+
+
+# --- the worker processes: each builds one Service (and durable-rules host) when it starts ----
+
+_service: Service | None = None
+
+
+def _pool(evaluator: Evaluator, settings: Settings) -> ProcessPoolExecutor:
+    if str(settings.store.path) == ":memory:":
+        raise ValueError("worker processes share the service's store: give it a file (jakcds serve --store)")
+    rules = None if evaluator.info.path == "(built-in)" else evaluator.info.path
+    return ProcessPoolExecutor(settings.processes, mp_context=multiprocessing.get_context("spawn"), initializer=_start,
+                               initargs=(rules, evaluator.info.drafts_included, settings.as_of, str(settings.store.path)))
+
+
+def _start(rules: str | None, include_draft: bool, as_of: date | None, store: str) -> None:
+    global _service
+    from ..decision.evaluate import evaluator
+
+    _service = Service(evaluator(rules, include_draft), Settings("", None, store=Store(Path(store)), as_of=as_of))
+
+
+def _ready() -> bool:
+    return _service is not None
+
+
+def _work(service_id: str, body: bytes, fetched: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """In a worker: the request (validated in the server already) with the data fetched for it."""
+    assert _service is not None
+    request = HookRequest.model_validate_json(body)
+    return _answer(_service, service_id, request, dict(request.prefetch or {}) | fetched)
 
 
 def _safe_for_tokens(url: str) -> bool:

@@ -1,0 +1,63 @@
+"""The service's state in one SQLite file (WAL), shared by its worker processes and kept across
+restarts: the JWT ids already used (replay), the cards issued (for feedback), and the feedback.
+
+Every write is one transaction: a `kill -9` leaves a feedback record whole or absent, never half.
+Point `jakcds serve --store PATH` elsewhere (a shared volume) to move it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jti (jti TEXT PRIMARY KEY, forget_after REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS card (uuid TEXT PRIMARY KEY, service TEXT NOT NULL, rule TEXT NOT NULL, issued REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS feedback (id INTEGER PRIMARY KEY, card TEXT NOT NULL, record TEXT NOT NULL);
+"""
+CARD_DAYS = 30  # how long an issued card can receive feedback
+
+
+class Store:
+    def __init__(self, path: Path):
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+
+    def first_use(self, jti: str, forget_after: float) -> bool:
+        """Record a token id; False if it was used before and not yet forgotten."""
+        now = time.time()
+        with self._lock, self._db:
+            self._db.execute("DELETE FROM jti WHERE forget_after <= ?", (now,))
+            inserted = self._db.execute("INSERT OR IGNORE INTO jti VALUES (?, ?)", (jti, forget_after)).rowcount
+        return inserted == 1
+
+    def remember(self, cards: list[tuple[str, str, str]]) -> None:
+        """(uuid, service, rule) of the cards just issued."""
+        now = time.time()
+        with self._lock, self._db:
+            self._db.execute("DELETE FROM card WHERE issued < ?", (now - CARD_DAYS * 86400,))
+            self._db.executemany("INSERT OR REPLACE INTO card VALUES (?, ?, ?, ?)", [(*card, now) for card in cards])
+
+    def issued(self, uuid: str) -> tuple[str, str] | None:
+        """(service, rule) of an issued card, or None."""
+        with self._lock:
+            row = self._db.execute("SELECT service, rule FROM card WHERE uuid = ?", (uuid,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def add_feedback(self, records: list[dict[str, Any]]) -> None:
+        """All of one request's feedback records, in one transaction."""
+        with self._lock, self._db:
+            self._db.executemany("INSERT INTO feedback (card, record) VALUES (?, ?)",
+                                 [(r["card"], json.dumps(r, sort_keys=True, default=str)) for r in records])
+
+    def feedback(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [json.loads(row[0]) for row in self._db.execute("SELECT record FROM feedback ORDER BY id")]
