@@ -662,12 +662,15 @@ def test_two_workers_share_one_store(tmp_path: Path, http: httpx.Client) -> None
         running.stop()
 
 
-def test_feedback_only_for_issued_cards_and_of_bounded_size(call: Call, patient_view: list[dict[str, Any]]) -> None:
+def test_feedback_only_for_issued_cards_and_of_bounded_size(server: Server, call: Call, patient_view: list[dict[str, Any]]) -> None:
     def send(card: str, comment: str) -> int:
         return call("/cds-services/jak-options/feedback", {"feedback": [{
             "card": card, "outcome": "overridden", "overrideReason": {"userComment": comment},
             "outcomeTimestamp": "2026-11-23T10:00:00Z"}]}).status_code
 
-    assert send(str(uuid.uuid4()), "never issued") == 400
-    assert send(patient_view[0]["uuid"], "x" * 5000) == 400
+    assert send(str(uuid.uuid4()), "never issued") == 404
+    assert send(patient_view[0]["uuid"], "x" * 50_000) == 200
     assert send(patient_view[0]["uuid"], "fine") == 200
+    done = subprocess.run([str(JAKCDS), "feedback", "--store", str(server.store)], capture_output=True, text=True, timeout=60)
+    long = [json.loads(line) for line in done.stdout.splitlines() if "truncated" in line]
+    assert long and len(long[-1]["truncated"]) == 4096 and long[-1]["overrideReason"] is None

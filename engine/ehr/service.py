@@ -36,7 +36,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from ..decision.evaluate import Evaluator, InputError
 from ..decision.result import BUILT_IN
@@ -114,7 +114,7 @@ class HookRequest(BaseModel):
     extension: dict[str, Any] | None = None
 
 
-FEEDBACK_MAX = 4096  # characters of one feedback record's free parts (override reason, suggestions) as JSON
+FEEDBACK_MAX = 4096  # characters kept of a feedback record's free parts (override reason, suggestions) as JSON
 
 
 class Feedback(BaseModel):
@@ -123,12 +123,6 @@ class Feedback(BaseModel):
     acceptedSuggestions: list[dict[str, Any]] | None = Field(None, max_length=20)
     overrideReason: dict[str, Any] | None = None
     outcomeTimestamp: AwareDatetime
-
-    @model_validator(mode="after")
-    def _bounded(self) -> Feedback:
-        if len(json.dumps([self.overrideReason, self.acceptedSuggestions], default=str)) > FEEDBACK_MAX:
-            raise ValueError(f"overrideReason and acceptedSuggestions: at most {FEEDBACK_MAX} characters of JSON")
-        return self
     # The spec wants acceptedSuggestions with "accepted"; our cards carry no suggestions, so
     # accepting a card without them is recorded as it comes.
 
@@ -325,8 +319,7 @@ class Service:
                 "card": item.card,
                 "rule": issued[1],
                 "outcome": item.outcome,
-                "overrideReason": item.overrideReason,
-                "acceptedSuggestions": item.acceptedSuggestions,
+                **_bounded({"overrideReason": item.overrideReason, "acceptedSuggestions": item.acceptedSuggestions}),
                 "outcomeTimestamp": item.outcomeTimestamp,
                 "ruleset": self.evaluator.info.name,
                 "ruleset_sha256": self.evaluator.info.sha256,
@@ -334,6 +327,13 @@ class Service:
         self.settings.store.add_feedback(records)
         for record in records:  # the log line leaves out the clinician's free text (userComment may name the patient)
             feedback_log.info(json.dumps({k: record[k] for k in ("service", "card", "rule", "outcome", "ruleset_sha256")}))
+
+
+def _bounded(free: dict[str, Any]) -> dict[str, Any]:
+    """The free parts of a feedback record as given, or, over FEEDBACK_MAX characters of JSON,
+    their first FEEDBACK_MAX characters, marked truncated: a record never grows without bound."""
+    text = json.dumps(free, default=str)
+    return free if len(text) <= FEEDBACK_MAX else {key: None for key in free} | {"truncated": text[:FEEDBACK_MAX]}
 
 
 def _reason(reader: Reader, order: Any) -> Any:
@@ -416,8 +416,8 @@ def create_app(evaluator: Evaluator, settings: Settings) -> FastAPI:
             return JSONResponse({"error": f"no service {service_id!r}"}, status_code=404)
         try:
             service.feedback(service_id, body)
-        except InputError as error:
-            return JSONResponse({"error": str(error)}, status_code=400)
+        except InputError as error:  # a card this service never issued
+            return JSONResponse({"error": str(error)}, status_code=404)
         return JSONResponse({})
 
     app.include_router(router)
