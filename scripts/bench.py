@@ -58,7 +58,7 @@ def stages(ev: jakcds.Evaluator, cases: list[dict], rounds: int) -> dict[str, fl
             t2 = clock()
             fired = ev.engine.run(fact)
             t3 = clock()
-            result = assemble(ev.pack, ev.rules, fired, patient.model_dump(mode="json"), observed(patient, ev.pack), ev.covered, ev.info)
+            result = assemble(ev.pack, ev.plan, fired, patient.model_dump(mode="json"), observed(patient, ev.pack), ev.covered, ev.info)
             t4 = clock()
             result.model_dump_json()
             t5 = clock()

@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+from ..knowledge.pack import PackError
 from ..knowledge.rules import Group, Rule, Test
 from .facts import GIVEN_CONDITION
 
@@ -51,8 +52,8 @@ def relaxable(rule: Rule) -> bool:
     return probed and any(t.op in RELAXABLE or (t.fact, t.op) == ("condition", "has") for t in rule.when.tests()) if rule.when else False
 
 
-class CompileError(Exception):
-    pass
+class CompileError(PackError):
+    """A pack durable-rules would hang or fail on: refused like any invalid pack (CLI exit 3)."""
 
 
 def compile_test(test: Test) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from ..knowledge.pack import Pack, default_path, load_pack
 from .compiler import compile_rules
 from .facts import build_fact, observed
 from .patient import Patient, parse_patient
-from .result import Result, RulesetInfo, assemble
+from .result import Plan, Result, RulesetInfo, assemble
 from .session import RuleEngine
 
 
@@ -44,6 +44,7 @@ class Evaluator:
     def __init__(self, pack: Pack, include_draft: bool = False, builtin: bool = False):
         self.pack = pack
         self.rules = pack.active(include_draft)
+        self.plan = Plan.of(self.rules, pack)
         self.engine = RuleEngine(compile_rules(self.rules, {code: e.is_a for code, e in pack.diagnoses.entries.items()}))
         # conditions some proposal rule is about: a patient outside them gets the JAKCDS-002 note
         self.covered = frozenset(
@@ -76,7 +77,7 @@ class Evaluator:
         fired = self.engine.run(build_fact(patient, self.pack))
         return assemble(
             self.pack,
-            self.rules,
+            self.plan,
             fired,
             patient.model_dump(mode="json"),
             observed(patient, self.pack),

@@ -13,14 +13,15 @@ Everything is sorted, so list order in the input never changes the output.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..knowledge.describe import describe_item
 from ..knowledge.pack import Pack
 from ..knowledge.rules import Evidence, Grade, Group, LabelStatus, Rule, Severity, Test, tests_of
-from .compiler import part_probe, relaxed_probe
+from .compiler import part_probe, relaxable, relaxed_probe
 
 EVIDENCE_ORDER = ("label", "case_series", "case_report", "expert_opinion")
 EVIDENCE_WORDS = {"label": "US label", "case_series": "case series", "case_report": "case report", "expert_opinion": "expert opinion"}
@@ -45,6 +46,7 @@ ASSESSED = {"pregnant": "pregnancy", "breastfeeding": "lactation"}
 
 
 class Citation(BaseModel):
+    model_config = ConfigDict(frozen=True)  # one instance per rule citation, shared by every result
     source: str
     locator: str
     quote: str
@@ -87,7 +89,7 @@ class Candidate(BaseModel):
     citations: list[Citation]
     cautions: list[Caution]
     conditional: bool = False  # proposed only if `confirm` holds: ranks below the unconditional
-    confirm: list[Confirm] = []
+    confirm: list[Confirm] = Field(default_factory=list)
 
 
 class Unmet(BaseModel):
@@ -98,8 +100,8 @@ class Unmet(BaseModel):
 class Reason(BaseModel):
     rule: str
     message: str
-    citations: list[Citation] = []  # none for the built-in JAKCDS-* reasons
-    unmet: list[Unmet] = []  # a proposal that did not fire: the parts that did not hold
+    citations: list[Citation] = Field(default_factory=list)  # none for the built-in JAKCDS-* reasons
+    unmet: list[Unmet] = Field(default_factory=list)  # a proposal that did not fire: the parts that did not hold
 
 
 class Excluded(BaseModel):
@@ -111,7 +113,7 @@ class Excluded(BaseModel):
 class Note(BaseModel):
     rule: str
     message: str
-    citations: list[Citation] = []
+    citations: list[Citation] = Field(default_factory=list)
 
 
 class TraceEntry(BaseModel):
@@ -122,6 +124,7 @@ class TraceEntry(BaseModel):
 
 
 class SourceInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)  # one instance per source, shared by every result
     kind: str
     title: str
     authors: list[str]
@@ -159,29 +162,67 @@ class Result(BaseModel):
     trace: list[TraceEntry]
     sources: dict[str, SourceInfo]
     # FHIR input only: what was not used and why, and the date ages were computed on
-    unmapped: list[Unmapped] = []
-    read_by_draft: list[Unmapped] = []  # what a draft (VERIFIED-S) code mapping read: drafts included only
+    unmapped: list[Unmapped] = Field(default_factory=list)
+    read_by_draft: list[Unmapped] = Field(default_factory=list)  # what a draft (VERIFIED-S) code mapping read: drafts included only
     as_of: str | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What assembling a result needs of the rules that is the same for every evaluation: built
+    once per Evaluator, so an evaluation walks the rules that fired, not the whole pack."""
+
+    rules: list[Rule]
+    by_id: dict[str, Rule]
+    order: dict[str, int]  # rule id -> its position (rule order)
+    proposals: dict[str, list[Rule]]  # drug -> its proposal rules
+    pending: dict[str, list[Rule]]  # drug -> its off-label exclusions that have a relaxed probe
+    parts: dict[str, list[str]]  # rule id -> the probe names of its parts
+    relaxed: dict[str, str]  # rule id -> the name of its relaxed probe
+    condition_parts: dict[str, list[str]]  # proposal id -> the probes of its parts that read only the condition
+    citations: dict[str, list[Citation]]  # rule id -> its citations (shared, frozen instances)
+    products: dict[str, str]  # source -> the product whose label it is ("" for a seed)
+    sources: dict[str, SourceInfo]  # source -> its bibliographic data (shared, frozen)
+
+    @classmethod
+    def of(cls, rules: list[Rule], pack: Pack) -> Plan:
+        proposals: dict[str, list[Rule]] = defaultdict(list)
+        pending: dict[str, list[Rule]] = defaultdict(list)
+        for rule in rules:
+            for drug in rule.drugs:
+                if rule.kind == "propose":
+                    proposals[drug].append(rule)
+                elif rule.kind == "exclude" and rule.scope == "off_label" and relaxable(rule):
+                    pending[drug].append(rule)
+        return cls(
+            rules=rules,
+            by_id={rule.id: rule for rule in rules},
+            order={rule.id: i for i, rule in enumerate(rules)},
+            proposals=dict(proposals),
+            pending=dict(pending),
+            parts={rule.id: [part_probe(rule.id, i) for i in range(len(rule.parts))] for rule in rules},
+            relaxed={rule.id: relaxed_probe(rule.id) for rule in rules},
+            condition_parts={rule.id: [part_probe(rule.id, i) for i, part in enumerate(rule.parts)
+                                       if {t.fact for t in tests_of(part)} == {"condition"}] for rule in rules},
+            citations={rule.id: [Citation(**doc) for doc in rule.citation_docs] for rule in rules},
+            products={key: source.product for key, source in pack.sources.items()},
+            sources={key: SourceInfo(**source.model_dump(exclude={"file", "note"})) for key, source in pack.sources.items()},
+        )
+
+    def own(self, rule: Rule, drugs: set[str]) -> list[Citation]:
+        """A rule's citations of these drugs' labels (and of non-label sources); all if none is
+        theirs: a rule shared by several products shows each product its own label."""
+        cited = self.citations[rule.id]
+        return [c for c in cited if self.products[c.source] in ("", *drugs)] or cited
 
 
 def proposal_key(rule: Rule) -> tuple[int, int, int, str]:
     return (rule.label_status != "on_label", -rule.specificity, EVIDENCE_ORDER.index(rule.evidence), rule.id)
 
 
-def _citations(rules: list[Rule]) -> list[dict[str, str]]:
+def _citations(rules: list[Rule], plan: Plan) -> list[Citation]:
     """The rules' citations, each once, in rule order."""
-    if len(rules) == 1:
-        return rules[0].citation_docs
-    seen: dict[tuple[str, ...], dict[str, str]] = {}
-    for rule in rules:
-        for doc in rule.citation_docs:
-            seen.setdefault(tuple(doc.values()), doc)
-    return list(seen.values())
-
-
-def _own(rule: Rule, drugs: set[str], pack: Pack) -> list[dict[str, str]]:
-    """A rule's citations of these drugs' labels (and of non-label sources); all if none is theirs."""
-    return [c for c in rule.citation_docs if pack.sources[c["source"]].product in ("", *drugs)] or rule.citation_docs
+    return list(dict.fromkeys(c for rule in rules for c in plan.citations[rule.id]))
 
 
 def _not_assessed(rules: list[Rule], patient: dict[str, Any], name: str) -> list[dict[str, Any]]:
@@ -196,10 +237,10 @@ def _not_assessed(rules: list[Rule], patient: dict[str, Any], name: str) -> list
     ]
 
 
-def _cautions(rules: list[Rule], drug: str, pack: Pack, extra: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _cautions(rules: list[Rule], drug: str, plan: Plan, extra: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A drug's cautions, most severe first. A rule shared by several products cites each one's
     label: the candidate shows its own label's citations (all of them if none is its own)."""
-    cautions = [{"rule": r.id, "severity": r.severity, "message": r.message, "citations": _own(r, {drug}, pack)} for r in rules]
+    cautions = [{"rule": r.id, "severity": r.severity, "message": r.message, "citations": plan.own(r, {drug})} for r in rules]
     return sorted([*cautions, *extra], key=lambda c: (SEVERITY_ORDER.index(c["severity"]), c["rule"]))
 
 
@@ -209,7 +250,7 @@ def _asked(rule: Rule, observed: dict[str, Any]) -> list[str]:
     return [fact for fact in rule.asks if observed[fact] in (None, "unknown")]
 
 
-def _before_starting(cautions_of: dict[str, list[Rule]], observed: dict[str, Any], pack: Pack) -> list[dict[str, Any]]:
+def _before_starting(cautions_of: dict[str, list[Rule]], observed: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
     """One prompt per fact the candidates' fired rules ask for and the patient lacks."""
     asking: dict[str, dict[str, Rule]] = defaultdict(dict)
     needed_by: dict[str, set[str]] = defaultdict(set)
@@ -225,7 +266,7 @@ def _before_starting(cautions_of: dict[str, list[Rule]], observed: dict[str, Any
             "fact": fact,
             "severity": min((r.severity for r in ordered), key=SEVERITY_ORDER.index),
             "drugs": sorted(needed_by[fact]),
-            "rules": [{"rule": r.id, "severity": r.severity, "message": r.message, "citations": _own(r, needed_by[fact], pack)} for r in ordered],
+            "rules": [{"rule": r.id, "severity": r.severity, "message": r.message, "citations": plan.own(r, needed_by[fact])} for r in ordered],
         })
     prompts.sort(key=lambda p: (SEVERITY_ORDER.index(p["severity"]), p["fact"]))
     return prompts
@@ -239,50 +280,46 @@ def _words(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else f"{value:g}" if isinstance(value, (int, float)) else value
 
 
-def _failed(rule: Rule, fired: frozenset[str]) -> list[Test | Group]:
+def _failed(rule: Rule, fired: frozenset[str], plan: Plan) -> list[Test | Group]:
     """The parts of a rule that did not hold (durable-rules decided each, as a probe)."""
-    return [part for i, part in enumerate(rule.parts) if part_probe(rule.id, i) not in fired]
+    return [part for part, probe in zip(rule.parts, plan.parts[rule.id]) if probe not in fired]
 
 
-def _confirm(rule: Rule, fired: frozenset[str], observed: dict[str, Any], pack: Pack, negate: bool = False) -> list[dict[str, Any]]:
+def _confirm(rule: Rule, fired: frozenset[str], plan: Plan, observed: dict[str, Any], pack: Pack, negate: bool = False) -> list[dict[str, Any]]:
     """What must be confirmed for a rule that holds only with unknown values taken as holding
     (relaxed): its failed parts (for an exclusion: that they do not hold)."""
     return [
         {"rule": rule.id, "needs": describe_item(part, pack, negate),
          "facts": sorted({t.fact for t in tests_of(part) if t.fact == "condition" or observed[t.fact] in (None, "unknown")})}
-        for part in _failed(rule, fired)
+        for part in _failed(rule, fired, plan)
     ]
 
 
-def _unmet(rule: Rule, fired: frozenset[str], observed: dict[str, Any], pack: Pack) -> list[dict[str, Any]]:
-    return [{"needs": describe_item(part, pack), "patient": {t.fact: observed[t.fact] for t in tests_of(part)}} for part in _failed(rule, fired)]
-
-
-def _for_condition(rule: Rule, fired: frozenset[str]) -> bool:
-    """A proposal about the patient's condition: its parts that read only the condition hold."""
-    return all(part_probe(rule.id, i) in fired for i, part in enumerate(rule.parts) if {t.fact for t in tests_of(part)} == {"condition"})
+def _unmet(rule: Rule, fired: frozenset[str], plan: Plan, observed: dict[str, Any], pack: Pack) -> list[dict[str, Any]]:
+    return [{"needs": describe_item(part, pack), "patient": {t.fact: observed[t.fact] for t in tests_of(part)}} for part in _failed(rule, fired, plan)]
 
 
 def _decide(
-    drug: str, name: str, condition: str, rules: list[Rule], by_kind: dict[str, dict[str, list[Rule]]],
+    drug: str, name: str, condition: str, plan: Plan, by_kind: dict[str, dict[str, list[Rule]]],
     fired: frozenset[str], observed: dict[str, Any], pack: Pack,
 ) -> tuple[list[tuple[Rule, list[dict[str, Any]]]], list[dict[str, Any]]]:
     """A drug's surviving proposals, best first, each with what must be confirmed (empty: none;
     the unconditional ones first), and otherwise the reasons it is not suggested."""
     excludes = by_kind["exclude"][drug]
     proposed = {p.id for p in by_kind["propose"][drug]}  # fired, not superseded
-    pending = [x for x in rules if x.kind == "exclude" and relaxed_probe(x.id) in fired and x.id not in fired]
+    pending = [x for x in plan.pending.get(drug, []) if plan.relaxed[x.id] in fired and x.id not in fired]
     options, removed, reasons = [], [], []
-    for rule in (r for r in rules if r.kind == "propose"):
+    for rule in plan.proposals.get(drug, []):
         if rule.id in proposed:
             confirm = []
-        elif relaxed_probe(rule.id) in fired:
-            confirm = _confirm(rule, fired, observed, pack)
+        elif plan.relaxed[rule.id] in fired:
+            confirm = _confirm(rule, fired, plan, observed, pack)
         else:
-            if _for_condition(rule, fired):
-                unmet = _unmet(rule, fired, observed, pack)
+            # a proposal about the patient's condition (its condition-only parts hold) says why it did not fire
+            if all(probe in fired for probe in plan.condition_parts[rule.id]):
+                unmet = _unmet(rule, fired, plan, observed, pack)
                 said = "; ".join(f"{u['needs']} (patient: {', '.join(f'{f} {_words(v)}' for f, v in u['patient'].items())})" for u in unmet)
-                reasons.append({"rule": rule.id, "message": f"Would propose {name} for {condition}; not met: {said}.", "citations": rule.citation_docs, "unmet": unmet})
+                reasons.append({"rule": rule.id, "message": f"Would propose {name} for {condition}; not met: {said}.", "citations": plan.citations[rule.id], "unmet": unmet})
             continue
         off_label = rule.label_status == "off_label"
         if any(x.scope == "all" or off_label for x in excludes):
@@ -290,21 +327,21 @@ def _decide(
             continue
         if off_label:  # the off-label bar, where it reads a value the profile lacks (and confirm does not already ask)
             asked = {fact for c in confirm for fact in c["facts"]}
-            confirm += [c for x in pending if x.scope == "off_label" for c in _confirm(x, fired, observed, pack, negate=True)
+            confirm += [c for x in pending for c in _confirm(x, fired, plan, observed, pack, negate=True)
                         if not set(c["facts"]) <= asked]
         options.append((rule, confirm))
     options.sort(key=lambda option: (bool(option[1]), proposal_key(option[0])))  # unconditional first
     if not options:
         # an exclusion is a reason only where it removed a proposal (the trace keeps every one that fired)
         off_label_removed = any(p.label_status == "off_label" for p in removed)
-        reasons[:0] = [{"rule": x.id, "message": x.message, "citations": x.citation_docs} for x in excludes
+        reasons[:0] = [{"rule": x.id, "message": x.message, "citations": plan.citations[x.id]} for x in excludes
                        if (x.scope == "all" and removed) or off_label_removed]
     return options, reasons
 
 
 def assemble(
     pack: Pack,
-    rules: list[Rule],
+    plan: Plan,
     fired: frozenset[str],
     patient: dict[str, Any],
     observed: dict[str, Any],
@@ -314,22 +351,21 @@ def assemble(
     """Plain data first, validated into the Result in one call (far cheaper than one model per item)."""
     by_kind: dict[str, dict[str, list[Rule]]] = defaultdict(lambda: defaultdict(list))
     notes = []
-    superseded = {other for rule in rules if rule.id in fired for other in rule.supersedes}
-    rules_by_drug: dict[str, list[Rule]] = defaultdict(list)
-    for rule in rules:
-        for drug in rule.drugs:
-            rules_by_drug[drug].append(rule)
-        if rule.id in fired and rule.id not in superseded:
+    # the rules that fired, in rule order (`fired` holds the probes' names too)
+    hit = sorted((plan.by_id[name] for name in fired if name in plan.by_id), key=lambda rule: plan.order[rule.id])
+    superseded = {other for rule in hit for other in rule.supersedes}
+    for rule in hit:
+        if rule.id not in superseded:
             for drug in rule.drugs:
                 by_kind[rule.kind][drug].append(rule)
             if rule.kind == "note" and not rule.only_with_off_label:
-                notes.append({"rule": rule.id, "message": rule.message, "citations": rule.citation_docs})
+                notes.append({"rule": rule.id, "message": rule.message, "citations": plan.citations[rule.id]})
 
     condition = pack.diagnoses.entries[patient["condition"]].name
     tried = set(patient["failed_therapies"]) | set(patient["contraindicated_therapies"])
     ranked, excluded = [], []
     for drug, info in sorted(pack.drugs.items()):
-        options, reasons = _decide(drug, info.name, condition, rules_by_drug[drug], by_kind, fired, observed, pack)
+        options, reasons = _decide(drug, info.name, condition, plan, by_kind, fired, observed, pack)
         if options and drug not in tried:
             best, confirm = options[0]
             shown = [c for c in by_kind["caution"][drug] if not _asked(c, observed)]  # the rest: "before starting"
@@ -343,7 +379,7 @@ def assemble(
             reasons.append({"rule": NO_PROPOSAL, "message": f"No active rule proposes {info.name} for {condition}.", "citations": []})
         excluded.append({"drug": drug, "name": info.name, "reasons": reasons})
 
-    before_starting = _before_starting({entry[1]: by_kind["caution"][entry[1]] for entry in ranked}, observed, pack)
+    before_starting = _before_starting({entry[1]: by_kind["caution"][entry[1]] for entry in ranked}, observed, plan)
     candidates = [
         {
             "drug": drug,
@@ -353,17 +389,17 @@ def assemble(
             "evidence": best[0].evidence,
             "rationale": best[0].message,
             "rules": [p.id for p in best],
-            "citations": _citations(best),
-            "cautions": _cautions(shown, drug, pack, _not_assessed(by_kind["caution"][drug], patient, name)),
+            "citations": _citations(best, plan),
+            "cautions": _cautions(shown, drug, plan, _not_assessed(by_kind["caution"][drug], patient, name)),
             "conditional": bool(confirm),
             "confirm": confirm,
         }
         for rank, (_, drug, name, best, confirm, shown) in enumerate(sorted(ranked), start=1)
     ]
     if any(c["label_status"] == "off_label" for c in candidates):
-        notes += [{"rule": r.id, "message": r.message, "citations": r.citation_docs} for r in rules if r.id in fired and r.only_with_off_label]
+        notes += [{"rule": r.id, "message": r.message, "citations": plan.citations[r.id]} for r in hit if r.only_with_off_label]
     shown_rules = {c["rule"] for cand in candidates for c in cand["cautions"]}
-    if patient["reproductive_potential"] is None and any("may_conceive" in r.facts for r in rules if r.id in shown_rules):
+    if patient["reproductive_potential"] is None and any("may_conceive" in r.facts for r in hit if r.id in shown_rules):
         low, high = pack.meta.policy.reproductive_age
         notes.append({"rule": POLICY, "citations": [], "message": (
             f"Site policy, not a label fact: reproductive potential was not given, so a woman aged {low}-{high} "
@@ -372,12 +408,13 @@ def assemble(
         notes.insert(0, {"rule": NO_RULES_FOR_CONDITION, "message": f"No rule in this pack proposes a JAK inhibitor for {condition}: no candidates.", "citations": []})
 
     # The trace holds the rules that fired (`jakcds explain` shows the ones that did not, test by test).
-    trace = [{"rule": r.id, "kind": r.kind, "fired": True, "matched": {f: observed[f] for f in r.facts}} for r in rules if r.id in fired]
-    cited = {c["source"] for item in [*candidates, *notes] for c in item["citations"]}
-    cited |= {c["source"] for cand in candidates for caution in cand["cautions"] for c in caution["citations"]}
-    cited |= {c["source"] for prompt in before_starting for rule in prompt["rules"] for c in rule["citations"]}
-    cited |= {c["source"] for x in excluded for reason in x["reasons"] for c in reason["citations"]}
-    sources = {key: pack.sources[key].model_dump(exclude={"file", "note"}) for key in sorted(cited)}
+    # (trusted data built here: constructed, not validated again)
+    trace = [TraceEntry.model_construct(rule=r.id, kind=r.kind, fired=True, matched={f: observed[f] for f in r.facts}) for r in hit]
+    cited = {c.source for item in [*candidates, *notes] for c in item["citations"]}
+    cited |= {c.source for cand in candidates for caution in cand["cautions"] for c in caution["citations"]}
+    cited |= {c.source for prompt in before_starting for rule in prompt["rules"] for c in rule["citations"]}
+    cited |= {c.source for x in excluded for reason in x["reasons"] for c in reason["citations"]}
+    sources = {key: plan.sources[key] for key in sorted(cited)}
     return Result.model_validate(
         {"ruleset": ruleset, "patient": patient, "condition_name": condition, "candidates": candidates, "before_starting": before_starting, "excluded": excluded, "notes": notes, "trace": trace, "sources": sources}
     )

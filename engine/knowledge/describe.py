@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from .catalogue import catalogue
 from .pack import Pack
 from .rules import Group, Rule, Test
 
@@ -18,7 +17,7 @@ def _code_name(pack: Pack, vocabulary: str, code: str) -> str:
 
 def describe_test(test: Test, pack: Pack, negate: bool = False) -> str:
     """A test in words; negated ("must not hold"), its opposite in words."""
-    spec = catalogue(pack)[test.fact]
+    spec = pack.catalogue[test.fact]
     fact = test.fact.replace("_", " ")
     op, value = test.op, test.value
     if op in ("eq", "in"):

@@ -13,13 +13,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .catalogue import BOOLS, ENUMS, catalogue
+from .catalogue import BOOLS, ENUMS, FactSpec, catalogue
 from .rules import Rule
 from .vocabulary import Drug, Lab, Vocabulary
 
@@ -140,6 +141,11 @@ class Pack:
     fhir: FhirReading
     rules: list[Rule]  # every status, sorted by id
     rule_files: dict[str, str]  # rule id -> the file it is in
+
+    @cached_property
+    def catalogue(self) -> dict[str, FactSpec]:
+        """Every fact a rule may test (knowledge/catalogue.py), built once."""
+        return catalogue(self)
 
     def active(self, include_draft: bool = False) -> list[Rule]:
         wanted = {"active", "draft"} if include_draft else {"active"}
