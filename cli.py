@@ -16,9 +16,13 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from jakcds import InputError, PackError, evaluator
-from jakcds.ehr.chart import evaluate_read, read_chart
-from jakcds.ehr.fhir import is_fhir
+# the CLI's own process: pydantic's plugin discovery (importlib.metadata over every installed
+# package, ~15 ms of each start) finds nothing jakcds uses
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+
+from jakcds import InputError, PackError, evaluator  # noqa: E402
+from jakcds.ehr.chart import evaluate_read, read_chart  # noqa: E402
+from jakcds.ehr.fhir import is_fhir  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="JAK inhibitor clinical decision support.")
 rules_app = typer.Typer(no_args_is_help=True, help="Review the rule pack: list, show, lint, manifest.")

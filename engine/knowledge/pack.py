@@ -12,19 +12,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import pickle
+import sys
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .catalogue import BOOLS, ENUMS, FactSpec, catalogue
 from .rules import Rule
 from .vocabulary import Drug, Lab, Vocabulary
 
-Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 VOCABULARY = "vocabulary"
 MANIFEST = "manifest.json"
 SINGULAR = {"diagnoses": "diagnosis", "treatments": "treatment"}
@@ -38,14 +39,14 @@ class PackError(Exception):
 class Policy(BaseModel):
     """Site settings of the pack: policy, shown as policy in results, never a label fact."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     # A female whose reproductive potential is not given is taken to have it in this age band
     # (no US label defines the term: us-labels.md §16.4).
     reproductive_age: tuple[int, int] = (12, 50)
 
 
 class PackMeta(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     name: str
     version: str
     description: str = ""
@@ -53,7 +54,7 @@ class PackMeta(BaseModel):
 
 
 class Source(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     kind: Literal["seed", "label"]
     title: str
     file: str = ""  # seeds: the file name in shared/seeds
@@ -78,7 +79,7 @@ class Source(BaseModel):
 class Answered(BaseModel):
     """An Observation read into one profile fact: its LOINC codes and its coded answers."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     loinc: list[str] = Field(min_length=1)
     answers: dict[str, bool | str | None]  # "system|code" -> the fact's value; None: read as unknown
 
@@ -93,7 +94,7 @@ class Answered(BaseModel):
 class DraftMappings(BaseModel):
     """Codes graded only VERIFIED-S (shared/knowledge/codes.md): read only when drafts are included."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     observations: dict[str, Answered] = {}
     snomed: dict[str, str] = {}  # SNOMED CT concept -> diagnosis code
 
@@ -101,7 +102,7 @@ class DraftMappings(BaseModel):
 class FhirReading(BaseModel):
     """vocabulary/fhir.yaml: what FHIR input needs beyond the codes on the vocabulary entries."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     failure_reasons: list[str]  # a stopped medicine whose status reason contains one of these failed
     observations: dict[str, Answered] = {}  # profile fact -> the Observation that says it
     # RxNorm products that name an ingredient the pack maps but are not what its rules mean
@@ -173,6 +174,19 @@ def load_pack(path: Path | str | None = None, verify: bool = True) -> Pack:
     if verify and problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise PackError(f"{root}: refused, the pack does not match its {MANIFEST}: {problems[0]}{more}")
+    cached = _cache_file(files)
+    try:  # the validated pack of exactly these files (and this code), if an earlier load kept it
+        pack = pickle.loads(cached.read_bytes()) if cached else None
+    except Exception:  # noqa: BLE001 - any unreadable cache entry is rebuilt
+        pack = None
+    if pack is None:
+        pack = _build(root, texts, files, problems)
+        _keep(cached, pack)
+    pack.path, pack.manifest_problems = root, problems
+    return pack
+
+
+def _build(root: Path, texts: dict[str, bytes], files: dict[str, str], problems: list[str]) -> Pack:
     docs = {name: _yaml(name, text) for name, text in texts.items()}
     pack = Pack(
         path=root,
@@ -205,6 +219,35 @@ def load_pack(path: Path | str | None = None, verify: bool = True) -> Pack:
             if target is None or set(target.drugs) - set(rule.drugs) or target.kind != rule.kind:
                 raise PackError(f"{name}: {rule.id}: supersedes {other!r}, which is not a {rule.kind} rule of its drugs")
     return pack
+
+
+# The parsed, validated pack is cached by the sha256 of its files and of the code that reads them
+# (so the cache cannot drift from either): parsing and validating the YAML is most of a CLI start.
+CODE_FILES = ("pack.py", "rules.py", "vocabulary.py", "catalogue.py")
+
+
+def _cache_file(files: dict[str, str]) -> Path | None:
+    setting = os.environ.get("JAKCDS_CACHE", "")
+    if setting == "off":
+        return None
+    here = Path(__file__).resolve().parent
+    code = hashlib.sha256(b"".join((here / name).read_bytes() for name in CODE_FILES)).hexdigest()
+    key = hashlib.sha256(f"{pack_sha256(files)} {code} {sys.version}".encode()).hexdigest()
+    folder = Path(setting) if setting else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "jakcds"
+    return folder / f"pack-{key[:32]}.pickle"
+
+
+def _keep(cached: Path | None, pack: Pack) -> None:
+    """Write the cache entry atomically; a read-only or missing home only costs the next load its parse."""
+    if cached is None:
+        return
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        temporary = cached.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_bytes(pickle.dumps(pack, protocol=pickle.HIGHEST_PROTOCOL))
+        os.replace(temporary, cached)
+    except OSError:
+        pass
 
 
 def _read(root: Path) -> dict[str, bytes]:
@@ -255,8 +298,10 @@ def write_manifest(path: Path | str | None = None) -> dict[str, Any]:
 
 
 def _yaml(name: str, text: bytes) -> Any:
+    import yaml  # only when the pack is parsed (not when it comes from the cache)
+
     try:
-        return yaml.load(text, Loader=Loader)
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as error:
         raise PackError(f"{name}: invalid YAML: {error}".replace("\n", " ")) from None
 

@@ -36,7 +36,8 @@ OPERATORS: dict[str, tuple[str, ...]] = {
     "gte": ("number",),
     "known": ("number", "enum", "bool"),
 }
-Strict = ConfigDict(extra="forbid", populate_by_name=True)
+# defer_build: a pack loaded from the cache (pack.py) never validates, so a CLI start skips building validators
+Strict = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
 
 class Test(BaseModel):

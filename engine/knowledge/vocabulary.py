@@ -26,7 +26,7 @@ def _key(text: str) -> str:
 
 
 class Entry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     name: str
     is_a: list[str] = []
     synonyms: list[str] = []
@@ -55,7 +55,7 @@ def icd10_code(code: str, table: dict[str, str]) -> str | None:
 class Vocabulary(BaseModel):
     """One code system (diagnoses or treatments) with its is_a hierarchy."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     kind: str
     entries: dict[str, Entry]
 
@@ -124,7 +124,7 @@ class Vocabulary(BaseModel):
 
 
 class Lab(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     name: str
     unit: str
     units: dict[str, Fraction] = Field(min_length=1)
@@ -160,7 +160,7 @@ def canonical_number(value: Fraction | float | int) -> float | int:
 
 
 class Drug(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     name: str
     brand: str
     route: str
