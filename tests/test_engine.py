@@ -9,7 +9,7 @@ import yaml
 import jakcds
 from jakcds.knowledge.pack import write_manifest
 from conftest import RULES, WENZEL, fired
-from jakcds.decision.compiler import MAX_RULES, CompileError, compile_rules
+from jakcds.decision.compiler import CHUNK, MAX_RULES, CompileError, build_ruleset, compile_rules
 from jakcds.decision.facts import build_fact
 from jakcds.decision.patient import parse_patient
 from jakcds.decision.session import RuleEngine
@@ -64,18 +64,24 @@ def test_any_group_fires_once(evaluator):
     assert [c.rule for c in ruxolitinib.cautions].count("LABEL-RUX-024") == 1
 
 
-def test_rule_count_limit_is_checked_before_durable_hangs(pack):
-    rule = pack.rules[0]
-    too_many = [rule.model_copy(update={"id": f"X-{i:03d}"}) for i in range(MAX_RULES + 1)]
-    with pytest.raises(CompileError, match="hangs"):
-        compile_rules(too_many)
-
-
-def test_same_last_test_limit_is_checked(pack):
+def test_a_large_pack_is_split_into_rulesets_inside_durables_limits(pack):
+    """One ruleset above 512 rules hangs durable-rules and 256 rules ending in the same test fail
+    (error 108): 3,000 rules compile into rulesets of at most CHUNK each, and run."""
     rule = next(r for r in pack.rules if r.when is None)
-    many = [rule.model_copy(update={"id": f"X-{i:03d}"}) for i in range(300)]
+    many = [rule.model_copy(update={"id": f"X{chr(65 + i // 1000)}-{i % 1000:03d}"}) for i in range(3000)]
+    rulesets = compile_rules(many)
+    assert len(rulesets) == 15 and all(len(r) <= CHUNK + 1 for r in rulesets)
+    fact = build_fact(parse_patient(WENZEL, pack), pack)
+    assert len(RuleEngine(rulesets).run(fact)) == 3000
+
+
+def test_one_ruleset_over_the_limits_is_refused(pack):
+    rule = next(r for r in pack.rules if r.when is None)
+    with pytest.raises(CompileError, match="hangs"):
+        build_ruleset({f"X-{i:03d}": {"all": [{"m": {"t": "patient"}}], "run": "x"} for i in range(MAX_RULES + 1)})
     with pytest.raises(CompileError, match="end with the same test"):
-        compile_rules(many)
+        build_ruleset({f"X-{i:03d}": {"all": [{"m": {"t": "patient"}}], "run": "x"} for i in range(300)})
+    assert rule  # the shipped pack has a rule without conditions (a standing caution)
 
 
 def test_draft_rules_run_only_when_asked(tmp_path):

@@ -31,6 +31,7 @@ PATIENT = {"t": "patient"}
 # Measured limits of durable-rules 2.0.28 (shared/knowledge/durable-rules.md §1):
 MAX_RULES = 512  # above ~512 distinct tests under one shared prefix create_ruleset hangs
 MAX_SAME_LAST_TEST = 256  # above 256 rules ending in the same test: error 108
+CHUNK = 200  # durable rules per ruleset: inside both limits, whatever the pack
 
 _COMPARE = {"lt": "$lt", "lte": "$lte", "gt": "$gt", "gte": "$gte"}
 # tests of one value, which a profile may leave unknown (code lists are read as given; `known`
@@ -95,16 +96,32 @@ def _durable_rule(name: str, condition: Test | Group | None, broader: Mapping[st
     return {"all": [{"m": pattern}], "run": name}
 
 
-def compile_rules(rules: list[Rule], broader: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
-    """The ruleset definition: one entry per rule, its probes, and the session sentinel
-    (`broader`: each diagnosis code -> its direct parents, for the relaxed probes)."""
-    ruleset = {rule.id: _durable_rule(rule.id, rule.when) for rule in rules}
-    for rule in rules:
-        if rule.kind == "propose" or relaxable(rule):
-            ruleset.update({part_probe(rule.id, i): _durable_rule(part_probe(rule.id, i), part) for i, part in enumerate(rule.parts)})
-        if relaxable(rule):
-            ruleset[relaxed_probe(rule.id)] = _durable_rule(relaxed_probe(rule.id), rule.when, broader or {})
-    return build_ruleset(ruleset)
+def _compiled(rule: Rule, broader: Mapping[str, list[str]]) -> dict[str, Any]:
+    """A rule and its probes, as durable rules."""
+    compiled = {rule.id: _durable_rule(rule.id, rule.when)}
+    if rule.kind == "propose" or relaxable(rule):
+        compiled.update({part_probe(rule.id, i): _durable_rule(part_probe(rule.id, i), part) for i, part in enumerate(rule.parts)})
+    if relaxable(rule):
+        compiled[relaxed_probe(rule.id)] = _durable_rule(relaxed_probe(rule.id), rule.when, broader)
+    return compiled
+
+
+def compile_rules(rules: list[Rule], broader: Mapping[str, list[str]] | None = None) -> list[dict[str, Any]]:
+    """The ruleset definitions: every rule and its probes, in rulesets of at most CHUNK durable
+    rules each, with the session sentinel (`broader`: each diagnosis code -> its direct parents,
+    for the relaxed probes)."""
+    return chunked([_compiled(rule, broader or {}) for rule in rules])
+
+
+def chunked(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Groups of durable rules (a rule with its probes) packed in order into rulesets of at most
+    CHUNK rules: a pack of thousands of rules is several rulesets, each well inside the limits."""
+    chunks: list[dict[str, Any]] = [{}]
+    for group in groups:
+        if chunks[-1] and len(chunks[-1]) + len(group) > CHUNK:
+            chunks.append({})
+        chunks[-1].update(group)
+    return [build_ruleset(chunk) for chunk in chunks]
 
 
 def build_ruleset(rules: dict[str, Any]) -> dict[str, Any]:

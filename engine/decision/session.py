@@ -34,42 +34,52 @@ class EngineError(RuntimeError):
 
 
 class RuleEngine:
-    """The compiled pack loaded once into durable-rules; `run` is safe from any thread."""
+    """The compiled pack (one or more rulesets: compiler.chunked) loaded once into durable-rules;
+    `run` is safe from any thread."""
 
-    def __init__(self, ruleset: dict[str, Any]):
+    def __init__(self, rulesets: list[dict[str, Any]]):
         self._sids = itertools.count(1)
         self._lock = threading.Lock()
         # the extension takes each rule without its action ("run"): the action is the rule's name
-        definition = {name: {key: value for key, value in body.items() if key != "run"} for name, body in ruleset.items()}
-        self._handle = native.create_ruleset(f"jakcds-{next(_names)}", json.dumps(definition, ensure_ascii=False))
-
-    def _fire(self, fact: dict[str, Any]) -> set[str]:
-        """Assert one fact; start and complete every action it triggers; the rules that fired."""
-        code, state = native.assert_fact(self._handle, json.dumps(fact, ensure_ascii=False))
-        if code == NOT_HANDLED:
-            return set()
-        fired = set()
-        started = native.start_action_for_state(self._handle, state)
-        message = started[1] if started else None
-        while message:
-            fired.add(_action(message))
-            message = native.complete_and_start_action(self._handle, state)
-        return fired
+        self._handles = [
+            native.create_ruleset(f"jakcds-{next(_names)}", json.dumps(
+                {name: {key: value for key, value in body.items() if key != "run"} for name, body in ruleset.items()},
+                ensure_ascii=False))
+            for ruleset in rulesets
+        ]
 
     def run(self, fact: dict[str, Any]) -> frozenset[str]:
-        """Assert the patient fact in a fresh session; return the ids of the rules that fired."""
+        """Assert the patient fact in a fresh session of each ruleset; the ids of the rules that fired."""
         with self._lock:
             sid = str(next(self._sids))
-            try:
-                self._fire({"sid": sid, "t": SENTINEL})
-            except native.error as error:
-                raise EngineError(f"durable-rules: {error}") from None
-            try:
-                return frozenset(self._fire({**fact, "sid": sid}) - {SENTINEL})
-            except native.error as error:
-                raise EngineError(f"durable-rules: {error}") from None
-            finally:
-                native.delete_state(self._handle, sid)
+            return frozenset(name for handle in self._handles for name in _session(handle, sid, fact))
+
+
+def _session(handle: int, sid: str, fact: dict[str, Any]) -> set[str]:
+    try:
+        _fire(handle, {"sid": sid, "t": SENTINEL})
+    except native.error as error:
+        raise EngineError(f"durable-rules: {error}") from None
+    try:
+        return _fire(handle, {**fact, "sid": sid}) - {SENTINEL}
+    except native.error as error:
+        raise EngineError(f"durable-rules: {error}") from None
+    finally:
+        native.delete_state(handle, sid)
+
+
+def _fire(handle: int, fact: dict[str, Any]) -> set[str]:
+    """Assert one fact; start and complete every action it triggers; the rules that fired."""
+    code, state = native.assert_fact(handle, json.dumps(fact, ensure_ascii=False))
+    if code == NOT_HANDLED:
+        return set()
+    fired = set()
+    started = native.start_action_for_state(handle, state)
+    message = started[1] if started else None
+    while message:
+        fired.add(_action(message))
+        message = native.complete_and_start_action(handle, state)
+    return fired
 
 
 def _action(message: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-from ..decision.compiler import PATIENT, build_ruleset, compile_test
+from ..decision.compiler import PATIENT, chunked, compile_test
 from ..decision.evaluate import Evaluator
 from ..decision.facts import build_fact, observed
 from ..decision.session import RuleEngine
@@ -22,13 +22,13 @@ _engines: weakref.WeakKeyDictionary[Evaluator, RuleEngine] = weakref.WeakKeyDict
 def _test_engine(ev: Evaluator) -> RuleEngine:
     """One durable rule per (rule, test): named RULE#index, in Group.tests() order."""
     if ev not in _engines:
-        ruleset = {
-            f"{rule.id}#{i}": {"all": [{"m": {"$and": [PATIENT, compile_test(test)]}}], "run": f"{rule.id}#{i}"}
+        groups = [
+            {f"{rule.id}#{i}": {"all": [{"m": {"$and": [PATIENT, compile_test(test)]}}], "run": f"{rule.id}#{i}"}
+             for i, test in enumerate(rule.when.tests())}
             for rule in ev.rules
             if rule.when
-            for i, test in enumerate(rule.when.tests())
-        }
-        _engines[ev] = RuleEngine(build_ruleset(ruleset))
+        ]
+        _engines[ev] = RuleEngine(chunked(groups))
     return _engines[ev]
 
 
