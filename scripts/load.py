@@ -33,9 +33,12 @@ HOOKS = {"jak-options": REPO / "cases/hooks/patient-view.json", "jak-order-sign"
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
+    """User + system CPU time so far of a process and its live descendants (the service's worker
+    processes), from Linux /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
+    return own + sum(cpu_seconds(child) for child in children)
 
 
 def free_port() -> int:
@@ -44,9 +47,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start(keys: Path, port: int, log: Path) -> subprocess.Popen:
+def start(keys: Path, port: int, log: Path, workers: int, processes: int) -> subprocess.Popen:
     jakcds = Path(sys.executable).with_name("jakcds")
-    args = [str(jakcds), "serve", "--port", str(port), "--issuers", str(dev_issuer.init(keys))]
+    args = [str(jakcds), "serve", "--port", str(port), "--issuers", str(dev_issuer.init(keys)), "--store", str(log.with_name("store.sqlite3")),
+            "--workers", str(workers), "--processes", str(processes)]
     server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log.open("w"))
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -93,11 +97,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--workers", type=int, default=1, help="jakcds serve --workers")
+    parser.add_argument("--processes", type=int, default=1, help="jakcds serve --processes")
     args = parser.parse_args()
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         keys, log = Path(tmp) / "keys", Path(tmp) / "decisions.log"
-        server = start(keys, port, log)
+        server = start(keys, port, log, args.workers, args.processes)
         try:
             cpu = cpu_seconds(server.pid)
             latencies, statuses, elapsed = asyncio.run(drive(f"http://127.0.0.1:{port}", keys, args.clients, args.requests))
@@ -110,7 +116,8 @@ def main() -> None:
     cut = statistics.quantiles(ms, n=100)
     errors = sum(n for status, n in statuses.items() if status != 200)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    print(f"{args.requests} requests, {args.clients} concurrent clients, patient-view and order-sign alternating")
+    print(f"{args.requests} requests, {args.clients} concurrent clients, patient-view and order-sign alternating; "
+          f"serve --workers {args.workers} --processes {args.processes}")
     print(f"latency ms: p50 {cut[49]:.1f}  p95 {cut[94]:.1f}  p99 {cut[98]:.1f}  max {ms[-1]:.1f}")
     print(f"throughput: {len(ms) / elapsed:.0f} requests/s; errors: {errors} (statuses {dict(sorted(statuses.items()))})")
     print(f"server-side handling (decision log), ms: median {statistics.median(timings):.1f}, p99 {statistics.quantiles(timings, n=100)[98]:.1f}")

@@ -31,7 +31,7 @@ PATIENT = {"t": "patient"}
 # Measured limits of durable-rules 2.0.28 (shared/knowledge/durable-rules.md §1):
 MAX_RULES = 512  # above ~512 distinct tests under one shared prefix create_ruleset hangs
 MAX_SAME_LAST_TEST = 256  # above 256 rules ending in the same test: error 108
-CHUNK = 200  # durable rules per ruleset: inside both limits, whatever the pack
+CHUNK = 400  # durable rules per ruleset: inside the first limit (the second is kept while packing)
 
 _COMPARE = {"lt": "$lt", "lte": "$lte", "gt": "$gt", "gte": "$gte"}
 # tests of one value, which a profile may leave unknown (code lists are read as given; `known`
@@ -115,13 +115,22 @@ def compile_rules(rules: list[Rule], broader: Mapping[str, list[str]] | None = N
 
 def chunked(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Groups of durable rules (a rule with its probes) packed in order into rulesets of at most
-    CHUNK rules: a pack of thousands of rules is several rulesets, each well inside the limits."""
+    CHUNK rules, fewer than MAX_SAME_LAST_TEST of them ending in one test: a pack of thousands of
+    rules is several rulesets, each inside durable-rules' limits."""
     chunks: list[dict[str, Any]] = [{}]
+    last: Counter[str] = Counter()
     for group in groups:
-        if chunks[-1] and len(chunks[-1]) + len(group) > CHUNK:
+        ends = Counter(_last_key(body) for body in group.values())
+        if chunks[-1] and (len(chunks[-1]) + len(group) > CHUNK or any(last[k] + n >= MAX_SAME_LAST_TEST for k, n in ends.items())):
             chunks.append({})
+            last = Counter()
         chunks[-1].update(group)
+        last.update(ends)
     return [build_ruleset(chunk) for chunk in chunks]
+
+
+def _last_key(body: dict[str, Any]) -> str:
+    return json.dumps(_last_test(body["all"][0]["m"]), sort_keys=True)
 
 
 def build_ruleset(rules: dict[str, Any]) -> dict[str, Any]:
@@ -129,7 +138,7 @@ def build_ruleset(rules: dict[str, Any]) -> dict[str, Any]:
     if len(rules) > MAX_RULES:
         raise CompileError(f"{len(rules)} rules: durable-rules hangs above {MAX_RULES} under one prefix")
     ruleset = {SENTINEL: {"all": [{"m": {"t": SENTINEL}}], "run": SENTINEL}, **rules}
-    last_tests = Counter(json.dumps(_last_test(body["all"][0]["m"]), sort_keys=True) for body in ruleset.values())
+    last_tests = Counter(_last_key(body) for body in ruleset.values())
     test, count = last_tests.most_common(1)[0]
     if count > MAX_SAME_LAST_TEST:
         raise CompileError(f"{count} rules end with the same test {test}: durable-rules allows {MAX_SAME_LAST_TEST}")
