@@ -174,6 +174,34 @@ def explain(
             typer.echo(f"      {'yes' if test['holds'] else 'no '}  {test['test']}  [patient: {value}]")
 
 
+@app.command()
+def report(
+    patient: Annotated[str, typer.Argument(help="patient profile JSON, or a FHIR R4 Bundle/resource; - for stdin")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="the HTML file to write")],
+    rules: RulesOption = None,
+    condition: ConditionOption = None,
+    as_of: AsOfOption = None,
+    include_draft: Annotated[bool, typer.Option("--include-draft", help="also run rules with status: draft")] = False,
+) -> None:
+    """One decision as a self-contained web page: patient, ranking, findings, before starting, why-nots, trace."""
+    from jakcds.review.explain import explain as explain_drug
+    from jakcds.views.html import decision_page
+
+    data = read_patient(patient)
+    ev = load(rules, include_draft)
+    try:
+        if condition or as_of or is_fhir(data):
+            reader = fhir_reader(ev, data, as_of)
+            result, data = evaluate_read(ev, reader, condition), reader.profile_for(condition)
+        else:
+            result = ev.evaluate(data)
+        explained = {drug: explain_drug(ev, data, drug) for drug in ev.pack.drugs}
+    except (InputError, ValueError) as error:
+        fail(f"{'stdin' if patient == '-' else patient}: {error}")
+    out.write_text(decision_page(ev, result, explained), encoding="utf-8")
+    typer.echo(f"wrote {out}")
+
+
 @app.command("test")
 def run_tests(
     path: Annotated[Path, typer.Argument(help="the golden cases directory")] = Path("cases"),
@@ -405,6 +433,36 @@ def rules_lint(
         typer.echo(f"jakcds rules lint: {errors} errors, {len(findings) - errors} warnings")
     if errors:
         raise typer.Exit(1)
+
+
+@rules_app.command("docs")
+def rules_docs(
+    out: Annotated[Path, typer.Option("-o", "--out", help="the folder to write the site into")],
+    cases: Annotated[Path, typer.Option("--cases", help="golden cases, for each rule's coverage")] = Path("cases"),
+    store: Annotated[Optional[Path], typer.Option("--store", help="the service's SQLite store, for each rule's override rate")] = None,
+    rules: RulesOption = None,
+) -> None:
+    """The rule pack as web pages: one per rule (conditions in words, citations, examples, review dates) and a filterable index."""
+    from collections import Counter
+
+    from jakcds.review.cases import coverage as rule_coverage
+    from jakcds.review.cases import run_all
+    from jakcds.views.html import rule_pages
+
+    ev = load(rules)
+    counts = rule_coverage(run_all(cases, ev), ev) if cases.is_dir() else {r.id: 0 for r in ev.rules}
+    feedback: dict[str, Counter[str]] = {}
+    if store is not None:
+        from jakcds.ehr.store import Store
+
+        if not store.is_file():
+            fail(f"{store}: no such store")
+        for record in Store(store).feedback():
+            feedback.setdefault(record.get("rule") or "", Counter())[record.get("outcome")] += 1
+    for name, page in rule_pages(ev, counts, feedback).items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(page, encoding="utf-8")
+    typer.echo(f"wrote {len(ev.pack.rules) + 1} pages to {out} (index.html)")
 
 
 @rules_app.command("manifest")

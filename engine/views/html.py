@@ -1,0 +1,66 @@
+"""Web pages a reviewer looks at (Jinja2): one decision (`jakcds report`) and the rule pack
+(`jakcds rules docs`). Every page is self-contained: inline CSS, no network, no script but the
+index's filter; the trace sections are <details> that open on a click."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from ..decision.evaluate import Evaluator
+from ..decision.result import Result
+from ..knowledge.describe import describe_condition
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+def _environment() -> Environment:
+    return Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["j2"]),
+                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+def _words(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items()) or "none"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "none"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def decision_page(ev: Evaluator, result: Result, explained: dict[str, dict[str, Any]]) -> str:
+    """One decision: the patient, the ranking with findings, before starting, the why-nots, and
+    the trace of every rule that concerns each drug (from `jakcds explain`)."""
+    facts = [(name.replace("_", " "), _words(value)) for name, value in result.patient.items() if value not in (None, [], {})]
+    plan = ev.plan
+    return _environment().get_template("report.html.j2").render(
+        result=result, facts=facts, explained=sorted(explained.items()), names={d: info.name for d, info in ev.pack.drugs.items()},
+        citations={rule.id: plan.citations[rule.id] for rule in ev.rules},
+        all_sources={key: plan.sources[key] for key in sorted(plan.sources)},
+    )
+
+
+def rule_pages(ev: Evaluator, coverage: dict[str, int], feedback: dict[str, Counter[str]]) -> dict[str, str]:
+    """The rule pack's site: index.html and rules/<ID>.html for every rule (any status)."""
+    pack, env = ev.pack, _environment()
+    plan = ev.plan
+    rows, pages = [], {}
+    for rule in pack.rules:
+        cited = sorted({c.source for c in rule.citations})
+        votes = feedback.get(rule.id)
+        seen = {"overridden": votes["overridden"], "total": sum(votes.values())} if votes else None
+        rows.append({"id": rule.id, "title": rule.title, "kind": rule.kind, "status": rule.status, "drugs": rule.drugs,
+                     "sources": cited, "coverage": coverage.get(rule.id), "feedback": seen})
+        pages[f"rules/{rule.id}.html"] = env.get_template("rule.html.j2").render(
+            rule=rule, file=pack.rule_files[rule.id], coverage=coverage.get(rule.id), feedback=seen,
+            conditions=describe_condition(rule.when, pack) if rule.when else ["always (no condition)"],
+            citations=rule.citations, sources={key: plan.sources[key] for key in cited})
+    rows.sort(key=lambda r: (-(r["feedback"]["overridden"] / r["feedback"]["total"]) if r["feedback"] else 0, r["id"]))
+    filters = {"drug": sorted(pack.drugs), "kind": sorted({r.kind for r in pack.rules}), "status": sorted({r.status for r in pack.rules}),
+               "source": sorted(pack.sources)}
+    pages["index.html"] = env.get_template("index.html.j2").render(
+        pack=pack, rows=rows, filters=filters, covered=sum(1 for n in coverage.values() if n), active=len(coverage),
+        feedback_total=sum(sum(v.values()) for v in feedback.values()))
+    return pages
