@@ -299,11 +299,15 @@ def test_a_snomed_condition_maps_when_verified_p_and_only_with_drafts_when_verif
     aa = bundle(PATIENT, snomed_condition("aa", "68225006"))
     with pytest.raises(jakcds.InputError, match="found none"):
         jakcds.evaluate_fhir(aa, as_of=AS_OF, rules=RULES)
+    listed = run(PATIENT, snomed_condition("aa", "68225006"), DM)
+    assert "mapped only as a draft" in unmapped(listed)[f"Condition/aa {SCT}|68225006"]
     drafted = jakcds.evaluate_fhir(aa, as_of=AS_OF, rules=RULES, include_draft=True)
     assert drafted.patient["condition"] == "alopecia_areata"
     assert [(d.resource, d.code) for d in drafted.read_by_draft] == [("Condition/aa", f"{SCT}|68225006")]
     breastfeeding = answer("bf", "63895-7", LOINC, "LA29252-6")
-    assert run(PATIENT, DM, breastfeeding).patient["breastfeeding"] is None
+    without = run(PATIENT, DM, breastfeeding)
+    assert without.patient["breastfeeding"] is None
+    assert unmapped(without)[f"Observation/bf {LOINC}|63895-7"].startswith("breastfeeding: mapped only as a draft")
     with_drafts = jakcds.evaluate_fhir(bundle(PATIENT, DM, breastfeeding), as_of=AS_OF, rules=RULES, include_draft=True)
     assert with_drafts.patient["breastfeeding"] is True and "breastfeeding" in with_drafts.read_by_draft[0].why
 

@@ -408,8 +408,7 @@ def assemble(
         notes.insert(0, {"rule": NO_RULES_FOR_CONDITION, "message": f"No rule in this pack proposes a JAK inhibitor for {condition}: no candidates.", "citations": []})
 
     # The trace holds the rules that fired (`jakcds explain` shows the ones that did not, test by test).
-    # (trusted data built here: constructed, not validated again)
-    trace = [TraceEntry.model_construct(rule=r.id, kind=r.kind, fired=True, matched={f: observed[f] for f in r.facts}) for r in hit]
+    trace = [{"rule": r.id, "kind": r.kind, "fired": True, "matched": {f: observed[f] for f in r.facts}} for r in hit]
     cited = {c.source for item in [*candidates, *notes] for c in item["citations"]}
     cited |= {c.source for cand in candidates for caution in cand["cautions"] for c in caution["citations"]}
     cited |= {c.source for prompt in before_starting for rule in prompt["rules"] for c in rule["citations"]}

@@ -232,6 +232,9 @@ class Reader:
             code = self.diagnosis(resource, resource.code)
         except UnknownCode as error:
             return self.skip(resource, _shown(resource.code), str(error))
+        drafted = [self.pack.fhir.draft.snomed[c.code] for c in _codings(resource.code) if c.system == SNOMED and c.code in self.pack.fhir.draft.snomed]
+        if code is None and drafted:
+            return self.skip(resource, _shown(resource.code), f"{drafted[0]}: its SNOMED CT code is mapped only as a draft (codes.md VERIFIED-S), read with drafts included")
         if code is None:
             return self.skip(resource, _shown(resource.code), "no ICD-10-CM or SNOMED CT code the pack maps")
         self.conditions.add(code)
@@ -281,6 +284,9 @@ class Reader:
         fact = next((name for name, mapping in sorted(self.observed.items()) if loinc & set(mapping.loinc)), None)
         if fact is not None:
             return self._answer(resource, fact, when)
+        drafted = next((name for name, mapping in sorted(self.pack.fhir.draft.observations.items()) if loinc & set(mapping.loinc)), None)
+        if drafted is not None:
+            return self.skip(resource, _shown(resource.code), f"{drafted}: mapped only as a draft (codes.md VERIFIED-S), read with drafts included")
         parts = [(resource.code, resource.valueQuantity)] + [(c.code, c.valueQuantity) for c in resource.component or []]
         parts = [(concept, quantity) for concept, quantity in parts if quantity is not None]
         used = [self._lab(resource, concept, quantity, when) for concept, quantity in parts]
