@@ -287,8 +287,6 @@ def serve(
     ] = False,
 ) -> None:
     """Run the HL7 CDS Hooks 2.0 service (discovery, patient-view, order-select, order-sign, feedback)."""
-    import logging
-
     import uvicorn
 
     from jakcds.ehr.auth import load_issuers
@@ -303,9 +301,6 @@ def serve(
             load_issuers(issuers)  # refused here, before any worker starts
     except (OSError, ValueError, KeyError, TypeError) as error:
         fail(f"--issuers: {error}")
-    # JSON lines from jakcds' own loggers only: httpx's INFO lines carry fhirServer URLs with patient ids
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    logging.getLogger("jakcds").setLevel(logging.INFO)
     if insecure_dev:
         typer.secho("WARNING: --insecure-dev: AUTHENTICATION IS OFF. Any local process can call this service. "
                     "Never use it with real patient data.", fg="red", bold=True, err=True)

@@ -658,6 +658,11 @@ def test_two_workers_share_one_store(tmp_path: Path, http: httpx.Client) -> None
         token = mint(running.base + path)
         answers = [http.get(running.base + path, headers={"Authorization": f"Bearer {token}"}).status_code for _ in range(6)]
         assert answers == [200] + [401] * 5  # whichever worker answers, the jti is used
+        call = "/cds-services/jak-options"
+        body = {**hook("patient-view"), "hookInstance": str(uuid.uuid4())}
+        assert http.post(running.base + call, json=body, headers={"Authorization": f"Bearer {mint(running.base + call)}"}).status_code == 200
+        time.sleep(0.5)
+        assert [d for d in decision_lines(running.stderr()) if d.get("hookInstance") == body["hookInstance"]]  # each worker logs
     finally:
         running.stop()
 

@@ -515,6 +515,10 @@ def from_environment() -> FastAPI:
     from ..decision.evaluate import evaluator
     from .auth import load_issuers
 
+    # each worker process logs for itself: JSON lines from jakcds' own loggers only (httpx's INFO
+    # lines carry fhirServer URLs with patient ids)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("jakcds").setLevel(logging.INFO)
     config = json.loads(os.environ[ENVIRONMENT])
     store = Store(Path(config["store"]))
     verifier = Verifier(load_issuers(Path(config["issuers"])), store) if config["issuers"] else None
