@@ -13,16 +13,27 @@ from ..decision.result import EVIDENCE_WORDS, NO_PROPOSAL, Candidate, Caution, C
 SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
 
-def _cite(citation: Citation, result: Result) -> str:
+def _source(citation: Citation, result: Result) -> str:
+    """Who a citation's source is: a label (with when its copies were read) or the first author and year."""
     source = result.sources.get(citation.source)
-    if source and source.kind == "label":  # a US label: its grade says how the quote was verified
-        who = f"US label, read {source.read_on}, {citation.grade}"
+    if source and source.kind == "label":
+        who = f"US label, read {source.read_on}"
     elif source and source.authors:
         who = f"{source.authors[0]}{' et al.' if len(source.authors) > 1 else ''} {source.date[:4]}"
     else:
         who = source.title if source else ""
+    return f"[{citation.source}] {who}"
+
+
+def _said(citation: Citation) -> str:
+    """Where in the source and what it says (a label citation's grade says how it was verified)."""
+    grade = f"{citation.grade}, " if citation.grade else ""
     said = f"record: {citation.quote}" if citation.kind == "record" else f"“{citation.quote}”"
-    return escape(f"[{citation.source}] {who}, {citation.locator}: {said}")
+    return f"{grade}{citation.locator}: {said}"
+
+
+def _cite(citation: Citation, result: Result) -> str:
+    return escape(f"{_source(citation, result)}, {_said(citation)}")
 
 
 def _who(patient: dict) -> str:
@@ -70,10 +81,16 @@ class _Citations:
         _line(console, indent, markup + (f" [dim]\\[{','.join(numbers)}][/]" if numbers else ""))
 
     def references(self, console: Console) -> None:
-        if self.refs:
-            console.print("\n[bold]References[/]")
-            for number, citation in enumerate(self.refs, start=1):
-                _line(console, 2, f"\\[{number}] {_cite(citation, self.result)}", "dim")
+        """The numbered references, grouped under their source (each source named once)."""
+        if not self.refs:
+            return
+        console.print("\n[bold]References[/]")
+        numbered = list(enumerate(self.refs, start=1))
+        for source in dict.fromkeys(c.source for c in self.refs):
+            mine = [(n, c) for n, c in numbered if c.source == source]
+            _line(console, 2, escape(_source(mine[0][1], self.result)), "dim")
+            for number, citation in mine:
+                _line(console, 4, f"\\[{number}] {escape(_said(citation))}", "dim")
 
 
 def _caution(console: Console, cite: _Citations, caution: Caution) -> None:
