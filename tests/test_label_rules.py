@@ -316,6 +316,7 @@ LABEL_CASES = ["vitiligo-failed-topical-corticosteroids", "alopecia-areata-sever
 @pytest.mark.parametrize("name", LABEL_CASES)
 def test_label_cases_render_as_text(name):
     import io
+    import re
 
     from rich.console import Console
 
@@ -323,7 +324,8 @@ def test_label_cases_render_as_text(name):
 
     buffer = io.StringIO()
     render(_case(name), Console(file=buffer, width=120))
-    assert "US label, read 2026-11, VERIFIED-" in buffer.getvalue()
+    text = buffer.getvalue()  # the label source named once, when its copies were read; each reference with its grade
+    assert "US label, read 2026-11" in text and re.search(r"\[\d+\] VERIFIED-[LS], ", text), text[-2000:]
 
 
 def test_on_label_proposals_survive_the_off_label_recalcitrance_exclude():
