@@ -38,6 +38,10 @@ class Citations(str, Enum):
     inline = "inline"
 
 
+PatientArgument = Annotated[str, typer.Argument(help="patient profile JSON, or a FHIR R4 Bundle/resource; - for stdin")]
+DraftOption = Annotated[
+    bool, typer.Option("--include-draft", help="also run rules with status: draft and, for FHIR input, the draft (VERIFIED-S) code mappings")
+]
 RulesOption = Annotated[Optional[Path], typer.Option("--rules", help="a rule pack directory instead of the shipped one")]
 FormatOption = Annotated[Optional[Format], typer.Option("--format", "-f", help="default: text on a terminal, else json")]
 ConditionOption = Annotated[
@@ -95,6 +99,19 @@ def load(rules: Path | None, include_draft: bool = False) -> Any:
         fail(f"rule pack: {error}", code=3)
 
 
+def decide(ev: Any, data: Any, condition: str | None, as_of: datetime | None) -> tuple[Any, dict[str, Any]]:
+    """The result for a JSON profile or FHIR input (with what was not used), and the profile it
+    was made from (what `explain` reads)."""
+    if condition or as_of or is_fhir(data):
+        reader = fhir_reader(ev, data, as_of)
+        return evaluate_read(ev, reader, condition), reader.profile_for(condition)
+    return ev.evaluate(data), data
+
+
+def source_name(patient: str) -> str:
+    return "stdin" if patient == "-" else patient
+
+
 def fhir_reader(ev: Any, data: Any, as_of: datetime | None) -> Any:
     """A Reader of FHIR input (jakcds.ehr.fhir), for the FHIR options too."""
     if not is_fhir(data):
@@ -109,10 +126,10 @@ def main() -> None:
 
 @app.command()
 def evaluate(
-    patient: Annotated[str, typer.Argument(help="patient profile JSON, or a FHIR R4 Bundle/resource; - for stdin")],
+    patient: PatientArgument,
     format: FormatOption = None,
     rules: RulesOption = None,
-    include_draft: Annotated[bool, typer.Option("--include-draft", help="also run rules with status: draft and, for FHIR input, the draft (VERIFIED-S) code mappings")] = False,
+    include_draft: DraftOption = False,
     condition: ConditionOption = None,
     as_of: AsOfOption = None,
     citations: Annotated[
@@ -125,12 +142,9 @@ def evaluate(
     data = read_patient(patient)
     ev = load(rules, include_draft)
     try:
-        if condition or as_of or is_fhir(data):
-            result = evaluate_read(ev, fhir_reader(ev, data, as_of), condition)
-        else:
-            result = ev.evaluate(data)
+        result, _ = decide(ev, data, condition, as_of)
     except InputError as error:
-        fail(f"{'stdin' if patient == '-' else patient}: {error}")
+        fail(f"{source_name(patient)}: {error}")
     if wants_json(format):
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
     else:
@@ -143,7 +157,7 @@ def evaluate(
 
 @app.command()
 def explain(
-    patient: Annotated[str, typer.Argument(help="patient profile JSON, or a FHIR R4 Bundle/resource; - for stdin")],
+    patient: PatientArgument,
     drug: Annotated[str, typer.Option("--drug", "-d", help="the drug to explain, e.g. ruxolitinib")],
     format: FormatOption = None,
     rules: RulesOption = None,
@@ -160,7 +174,7 @@ def explain(
             data = fhir_reader(ev, data, as_of).profile_for(condition)
         report = explain_drug(ev, data, drug)
     except (InputError, ValueError) as error:
-        fail(f"{'stdin' if patient == '-' else patient}: {error}")
+        fail(f"{source_name(patient)}: {error}")
     if wants_json(format):
         return print_json(report)
     head = f"candidate #{report['rank']}" if report["status"] == "candidate" else "not suggested"
@@ -176,12 +190,12 @@ def explain(
 
 @app.command()
 def report(
-    patient: Annotated[str, typer.Argument(help="patient profile JSON, or a FHIR R4 Bundle/resource; - for stdin")],
+    patient: PatientArgument,
     out: Annotated[Path, typer.Option("-o", "--out", help="the HTML file to write")],
     rules: RulesOption = None,
     condition: ConditionOption = None,
     as_of: AsOfOption = None,
-    include_draft: Annotated[bool, typer.Option("--include-draft", help="also run rules with status: draft")] = False,
+    include_draft: DraftOption = False,
 ) -> None:
     """One decision as a self-contained web page: patient, ranking, findings, before starting, why-nots, trace."""
     from jakcds.review.explain import explain as explain_drug
@@ -190,14 +204,10 @@ def report(
     data = read_patient(patient)
     ev = load(rules, include_draft)
     try:
-        if condition or as_of or is_fhir(data):
-            reader = fhir_reader(ev, data, as_of)
-            result, data = evaluate_read(ev, reader, condition), reader.profile_for(condition)
-        else:
-            result = ev.evaluate(data)
-        explained = {drug: explain_drug(ev, data, drug) for drug in ev.pack.drugs}
+        result, profile = decide(ev, data, condition, as_of)
+        explained = {drug: explain_drug(ev, profile, drug) for drug in ev.pack.drugs}
     except (InputError, ValueError) as error:
-        fail(f"{'stdin' if patient == '-' else patient}: {error}")
+        fail(f"{source_name(patient)}: {error}")
     out.write_text(decision_page(ev, result, explained), encoding="utf-8")
     typer.echo(f"wrote {out}")
 
@@ -282,9 +292,7 @@ def serve(
         Optional[list[str]], typer.Option("--cors-origin", help="a browser-based CDS client's origin allowed to call (repeatable)")
     ] = None,
     rules: RulesOption = None,
-    include_draft: Annotated[
-        bool, typer.Option("--include-draft", help="also run draft rules and read charts with the draft (VERIFIED-S) code mappings")
-    ] = False,
+    include_draft: DraftOption = False,
 ) -> None:
     """Run the HL7 CDS Hooks 2.0 service (discovery, patient-view, order-select, order-sign, feedback)."""
     import uvicorn
@@ -321,7 +329,7 @@ def screen(
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="local worker processes (default: all cores; 1: in this process)")] = None,
     as_of: AsOfOption = None,
     rules: RulesOption = None,
-    include_draft: Annotated[bool, typer.Option("--include-draft", help="also run draft rules and the draft code mappings")] = False,
+    include_draft: DraftOption = False,
 ) -> None:
     """Screen a whole population: every patient's candidates, and every patient on a JAK inhibitor with a finding."""
     from jakcds.ehr.screen import screen as run_screen

@@ -172,7 +172,6 @@ class Plan:
     """What assembling a result needs of the rules that is the same for every evaluation: built
     once per Evaluator, so an evaluation walks the rules that fired, not the whole pack."""
 
-    rules: list[Rule]
     by_id: dict[str, Rule]
     order: dict[str, int]  # rule id -> its position (rule order)
     proposals: dict[str, list[Rule]]  # drug -> its proposal rules
@@ -195,7 +194,6 @@ class Plan:
                 elif rule.kind == "exclude" and rule.scope == "off_label" and relaxable(rule):
                     pending[drug].append(rule)
         return cls(
-            rules=rules,
             by_id={rule.id: rule for rule in rules},
             order={rule.id: i for i, rule in enumerate(rules)},
             proposals=dict(proposals),
@@ -244,10 +242,15 @@ def _cautions(rules: list[Rule], drug: str, plan: Plan, extra: list[dict[str, An
     return sorted([*cautions, *extra], key=lambda c: (SEVERITY_ORDER.index(c["severity"]), c["rule"]))
 
 
+def _lacks(observed: dict[str, Any], fact: str) -> bool:
+    """The profile does not say: absent, or recorded as unknown (TB and hepatitis status)."""
+    return observed[fact] in (None, "unknown")
+
+
 def _asked(rule: Rule, observed: dict[str, Any]) -> list[str]:
     """The facts this rule asks for that the patient lacks (a rule asking for a full blood count
     asks only for the counts missing). A rule that asks for none is an ordinary caution."""
-    return [fact for fact in rule.asks if observed[fact] in (None, "unknown")]
+    return [fact for fact in rule.asks if _lacks(observed, fact)]
 
 
 def _before_starting(cautions_of: dict[str, list[Rule]], observed: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
@@ -272,12 +275,17 @@ def _before_starting(cautions_of: dict[str, list[Rule]], observed: dict[str, Any
     return prompts
 
 
-def _words(value: Any) -> str:
+def in_words(value: Any) -> str:
+    """A patient value as a reader says it: not recorded, none, true, 120, "egfr 95, platelets 250"."""
     if value is None:
         return "not recorded"
+    if isinstance(value, dict):
+        return ", ".join(f"{key} {in_words(item)}" for key, item in value.items()) or "none"
     if isinstance(value, list):
-        return ", ".join(value) or "none"
-    return str(value).lower() if isinstance(value, bool) else f"{value:g}" if isinstance(value, (int, float)) else value
+        return ", ".join(map(str, value)) or "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _failed(rule: Rule, fired: frozenset[str], plan: Plan) -> list[Test | Group]:
@@ -290,7 +298,7 @@ def _confirm(rule: Rule, fired: frozenset[str], plan: Plan, observed: dict[str, 
     (relaxed): its failed parts (for an exclusion: that they do not hold)."""
     return [
         {"rule": rule.id, "needs": describe_item(part, pack, negate),
-         "facts": sorted({t.fact for t in tests_of(part) if t.fact == "condition" or observed[t.fact] in (None, "unknown")})}
+         "facts": sorted({t.fact for t in tests_of(part) if t.fact == "condition" or _lacks(observed, t.fact)})}
         for part in _failed(rule, fired, plan)
     ]
 
@@ -318,7 +326,7 @@ def _decide(
             # a proposal about the patient's condition (its condition-only parts hold) says why it did not fire
             if all(probe in fired for probe in plan.condition_parts[rule.id]):
                 unmet = _unmet(rule, fired, plan, observed, pack)
-                said = "; ".join(f"{u['needs']} (patient: {', '.join(f'{f} {_words(v)}' for f, v in u['patient'].items())})" for u in unmet)
+                said = "; ".join(f"{u['needs']} (patient: {', '.join(f'{f} {in_words(v)}' for f, v in u['patient'].items())})" for u in unmet)
                 reasons.append({"rule": rule.id, "message": f"Would propose {name} for {condition}; not met: {said}.", "citations": plan.citations[rule.id], "unmet": unmet})
             continue
         off_label = rule.label_status == "off_label"

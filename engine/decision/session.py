@@ -57,15 +57,13 @@ class RuleEngine:
 
 def _session(handle: int, sid: str, fact: dict[str, Any]) -> set[str]:
     try:
-        _fire(handle, {"sid": sid, "t": SENTINEL})
+        _fire(handle, {"sid": sid, "t": SENTINEL})  # once an action completed, delete_state is safe
+        try:
+            return _fire(handle, {**fact, "sid": sid}) - {SENTINEL}
+        finally:
+            native.delete_state(handle, sid)
     except native.error as error:
         raise EngineError(f"durable-rules: {error}") from None
-    try:
-        return _fire(handle, {**fact, "sid": sid}) - {SENTINEL}
-    except native.error as error:
-        raise EngineError(f"durable-rules: {error}") from None
-    finally:
-        native.delete_state(handle, sid)
 
 
 def _fire(handle: int, fact: dict[str, Any]) -> set[str]:

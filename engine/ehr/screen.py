@@ -24,6 +24,7 @@ import json
 import os
 import time
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -194,26 +195,19 @@ def screen(export: Path, out: Path, *, rules: str | None = None, include_draft: 
     bag = db.from_sequence(files, npartitions=max(len(files), 1)).map(evaluate_bucket, job=job)
     if scheduler is not None:
         from distributed import Client
+        from distributed import progress as show
 
         client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+        future = client.compute(bag)
         if progress:
-            from distributed import progress as show
-
-            future = client.compute(bag)
             show(future)
-            counts = future.result()
-        else:
-            counts = client.compute(bag).result()
+        counts = future.result()
     else:
-        local = "synchronous" if workers == 1 else "processes"
-        with dask.config.set(scheduler=local, num_workers=workers or os.cpu_count()):
-            if progress:
-                from dask.diagnostics import ProgressBar
+        from dask.diagnostics import ProgressBar
 
-                with ProgressBar():
-                    counts = bag.compute()
-            else:
-                counts = bag.compute()
+        local = "synchronous" if workers == 1 else "processes"
+        with dask.config.set(scheduler=local, num_workers=workers or os.cpu_count()), ProgressBar() if progress else nullcontext():
+            counts = bag.compute()
     total = sum((Counter(c) for c in counts), Counter())
     _join(out, parts, files)
     seconds = time.perf_counter() - started

@@ -11,7 +11,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from ..decision.evaluate import Evaluator
-from ..decision.result import Result
+from ..decision.result import Result, in_words
 from ..knowledge.describe import describe_condition
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -22,18 +22,10 @@ def _environment() -> Environment:
                        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
-def _words(value: Any) -> str:
-    if isinstance(value, dict):
-        return ", ".join(f"{k} {v}" for k, v in value.items()) or "none"
-    if isinstance(value, list):
-        return ", ".join(map(str, value)) or "none"
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
 def decision_page(ev: Evaluator, result: Result, explained: dict[str, dict[str, Any]]) -> str:
     """One decision: the patient, the ranking with findings, before starting, the why-nots, and
     the trace of every rule that concerns each drug (from `jakcds explain`)."""
-    facts = [(name.replace("_", " "), _words(value)) for name, value in result.patient.items() if value not in (None, [], {})]
+    facts = [(name.replace("_", " "), in_words(value)) for name, value in result.patient.items() if value not in (None, [], {})]
     plan = ev.plan
     return _environment().get_template("report.html.j2").render(
         result=result, facts=facts, explained=sorted(explained.items()), names={d: info.name for d, info in ev.pack.drugs.items()},
