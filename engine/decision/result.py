@@ -13,8 +13,9 @@ Everything is sorted, so list order in the input never changes the output.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -55,6 +56,7 @@ class Citation(BaseModel):
 
 
 class Caution(BaseModel):
+    model_config = ConfigDict(frozen=True)  # built once per rule and drugs (Plan.shared), shared by every result
     rule: str
     severity: Severity
     message: str
@@ -98,6 +100,7 @@ class Unmet(BaseModel):
 
 
 class Reason(BaseModel):
+    model_config = ConfigDict(frozen=True)  # the fixed ones are shared by every result (Plan.shared)
     rule: str
     message: str
     citations: list[Citation] = Field(default_factory=list)  # none for the built-in JAKCDS-* reasons
@@ -111,6 +114,7 @@ class Excluded(BaseModel):
 
 
 class Note(BaseModel):
+    model_config = ConfigDict(frozen=True)  # shared by every result (Plan.shared)
     rule: str
     message: str
     citations: list[Citation] = Field(default_factory=list)
@@ -167,10 +171,15 @@ class Result(BaseModel):
     as_of: str | None = None
 
 
+Shared = TypeVar("Shared")
+
+
 @dataclass(frozen=True)
 class Plan:
     """What assembling a result needs of the rules that is the same for every evaluation: built
-    once per Evaluator, so an evaluation walks the rules that fired, not the whole pack."""
+    once per Evaluator, so an evaluation walks the rules that fired, not the whole pack. The
+    result items that depend only on the pack (a rule's caution for these drugs, an exclusion's
+    reason, a part of a condition in words) are built on first use and shared (`shared`)."""
 
     by_id: dict[str, Rule]
     order: dict[str, int]  # rule id -> its position (rule order)
@@ -182,6 +191,8 @@ class Plan:
     citations: dict[str, list[Citation]]  # rule id -> its citations (shared, frozen instances)
     products: dict[str, str]  # source -> the product whose label it is ("" for a seed)
     sources: dict[str, SourceInfo]  # source -> its bibliographic data (shared, frozen)
+    pack: Pack
+    memo: dict[Hashable, Any] = field(default_factory=dict)  # what `shared` built
 
     @classmethod
     def of(cls, rules: list[Rule], pack: Pack) -> Plan:
@@ -205,13 +216,39 @@ class Plan:
             citations={rule.id: [Citation(**doc) for doc in rule.citation_docs] for rule in rules},
             products={key: source.product for key, source in pack.sources.items()},
             sources={key: SourceInfo(**source.model_dump(exclude={"file", "note"})) for key, source in pack.sources.items()},
+            pack=pack,
         )
 
-    def own(self, rule: Rule, drugs: set[str]) -> list[Citation]:
+    def shared(self, key: Hashable, make: Callable[[], Shared]) -> Shared:
+        """The item under key, built by make on first use (a race builds it twice, harmlessly)."""
+        item = self.memo.get(key)
+        if item is None:
+            item = self.memo.setdefault(key, make())
+        return item
+
+    def own(self, rule: Rule, drugs: tuple[str, ...]) -> list[Citation]:
         """A rule's citations of these drugs' labels (and of non-label sources); all if none is
         theirs: a rule shared by several products shows each product its own label."""
         cited = self.citations[rule.id]
         return [c for c in cited if self.products[c.source] in ("", *drugs)] or cited
+
+    def caution(self, rule: Rule, drugs: tuple[str, ...]) -> Caution:
+        """A rule as a caution shown with these drugs (sorted): its message and their citations."""
+        return self.shared(("caution", rule.id, drugs), lambda: Caution(
+            rule=rule.id, severity=rule.severity, message=rule.message, citations=self.own(rule, drugs)))
+
+    def note(self, rule: Rule) -> Note:
+        return self.shared(("note", rule.id), lambda: Note(rule=rule.id, message=rule.message, citations=self.citations[rule.id]))
+
+    def reason(self, rule: Rule) -> Reason:
+        return self.shared(("reason", rule.id), lambda: Reason(rule=rule.id, message=rule.message, citations=self.citations[rule.id]))
+
+    def built_in(self, rule: str, message: str) -> Reason:
+        return self.shared(("built-in", rule, message), lambda: Reason(rule=rule, message=message))
+
+    def needs(self, rule: Rule, part: int, negate: bool = False) -> str:
+        """A part of a rule's condition in words (negated: what must not hold)."""
+        return self.shared(("needs", rule.id, part, negate), lambda: describe_item(rule.parts[part], self.pack, negate))
 
 
 def proposal_key(rule: Rule) -> tuple[int, int, int, str]:
@@ -223,23 +260,24 @@ def _citations(rules: list[Rule], plan: Plan) -> list[Citation]:
     return list(dict.fromkeys(c for rule in rules for c in plan.citations[rule.id]))
 
 
-def _not_assessed(rules: list[Rule], patient: dict[str, Any], name: str) -> list[dict[str, Any]]:
+def _not_assessed(rules: list[Rule], patient: dict[str, Any], name: str, plan: Plan) -> list[Caution]:
     """Silence is not safety: a pregnant or breastfeeding patient's candidate whose fired rules say
     nothing about it gets a caution saying it was not assessed."""
     return [
-        {"rule": NOT_ASSESSED, "severity": "warning", "citations": [],
-         "message": f"{fact.capitalize()} not assessed: no rule in this pack holds the {section} section of {name}'s "
-                    f"US label (the sheet has no verified value); read it before prescribing."}
+        plan.shared((NOT_ASSESSED, fact, name), lambda: Caution(
+            rule=NOT_ASSESSED, severity="warning", citations=[],
+            message=f"{fact.capitalize()} not assessed: no rule in this pack holds the {section} section of {name}'s "
+                    f"US label (the sheet has no verified value); read it before prescribing."))
         for fact, section in ASSESSED.items()
         if patient[fact] and not any(fact in r.facts for r in rules)
     ]
 
 
-def _cautions(rules: list[Rule], drug: str, plan: Plan, extra: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _cautions(rules: list[Rule], drug: str, plan: Plan, extra: list[Caution]) -> list[Caution]:
     """A drug's cautions, most severe first. A rule shared by several products cites each one's
     label: the candidate shows its own label's citations (all of them if none is its own)."""
-    cautions = [{"rule": r.id, "severity": r.severity, "message": r.message, "citations": plan.own(r, {drug})} for r in rules]
-    return sorted([*cautions, *extra], key=lambda c: (SEVERITY_ORDER.index(c["severity"]), c["rule"]))
+    cautions = [plan.caution(rule, (drug,)) for rule in rules]
+    return sorted([*cautions, *extra], key=lambda c: (SEVERITY_ORDER.index(c.severity), c.rule))
 
 
 def _lacks(observed: dict[str, Any], fact: str) -> bool:
@@ -253,23 +291,25 @@ def _asked(rule: Rule, observed: dict[str, Any]) -> list[str]:
     return [fact for fact in rule.asks if _lacks(observed, fact)]
 
 
-def _before_starting(cautions_of: dict[str, list[Rule]], observed: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
-    """One prompt per fact the candidates' fired rules ask for and the patient lacks."""
+def _before_starting(cautions_of: dict[str, list[Rule]], asked: dict[str, list[str]], plan: Plan) -> list[dict[str, Any]]:
+    """One prompt per fact the candidates' fired rules ask for and the patient lacks (asked: rule
+    id -> those facts)."""
     asking: dict[str, dict[str, Rule]] = defaultdict(dict)
     needed_by: dict[str, set[str]] = defaultdict(set)
     for drug, cautions in cautions_of.items():
         for rule in cautions:
-            for fact in _asked(rule, observed):
+            for fact in asked[rule.id]:
                 asking[fact][rule.id] = rule
                 needed_by[fact].add(drug)
     prompts = []
     for fact, rules in asking.items():
         ordered = sorted(rules.values(), key=lambda r: r.id)
+        drugs = tuple(sorted(needed_by[fact]))
         prompts.append({
             "fact": fact,
             "severity": min((r.severity for r in ordered), key=SEVERITY_ORDER.index),
-            "drugs": sorted(needed_by[fact]),
-            "rules": [{"rule": r.id, "severity": r.severity, "message": r.message, "citations": plan.own(r, needed_by[fact])} for r in ordered],
+            "drugs": drugs,
+            "rules": [plan.caution(rule, drugs) for rule in ordered],
         })
     prompts.sort(key=lambda p: (SEVERITY_ORDER.index(p["severity"]), p["fact"]))
     return prompts
@@ -288,46 +328,49 @@ def in_words(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _failed(rule: Rule, fired: frozenset[str], plan: Plan) -> list[Test | Group]:
-    """The parts of a rule that did not hold (durable-rules decided each, as a probe)."""
-    return [part for part, probe in zip(rule.parts, plan.parts[rule.id]) if probe not in fired]
+def _failed(rule: Rule, fired: frozenset[str], plan: Plan) -> list[int]:
+    """The parts of a rule that did not hold, by index (durable-rules decided each, as a probe)."""
+    return [i for i, probe in enumerate(plan.parts[rule.id]) if probe not in fired]
 
 
-def _confirm(rule: Rule, fired: frozenset[str], plan: Plan, observed: dict[str, Any], pack: Pack, negate: bool = False) -> list[dict[str, Any]]:
+def _confirm(rule: Rule, fired: frozenset[str], plan: Plan, observed: dict[str, Any], negate: bool = False) -> list[dict[str, Any]]:
     """What must be confirmed for a rule that holds only with unknown values taken as holding
     (relaxed): its failed parts (for an exclusion: that they do not hold)."""
     return [
-        {"rule": rule.id, "needs": describe_item(part, pack, negate),
-         "facts": sorted({t.fact for t in tests_of(part) if t.fact == "condition" or _lacks(observed, t.fact)})}
-        for part in _failed(rule, fired, plan)
+        {"rule": rule.id, "needs": plan.needs(rule, i, negate),
+         "facts": sorted({t.fact for t in tests_of(rule.parts[i]) if t.fact == "condition" or _lacks(observed, t.fact)})}
+        for i in _failed(rule, fired, plan)
     ]
 
 
-def _unmet(rule: Rule, fired: frozenset[str], plan: Plan, observed: dict[str, Any], pack: Pack) -> list[dict[str, Any]]:
-    return [{"needs": describe_item(part, pack), "patient": {t.fact: observed[t.fact] for t in tests_of(part)}} for part in _failed(rule, fired, plan)]
+def _unmet(rule: Rule, fired: frozenset[str], plan: Plan, observed: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"needs": plan.needs(rule, i), "patient": {t.fact: observed[t.fact] for t in tests_of(rule.parts[i])}}
+            for i in _failed(rule, fired, plan)]
 
 
 def _decide(
     drug: str, name: str, condition: str, plan: Plan, by_kind: dict[str, dict[str, list[Rule]]],
-    fired: frozenset[str], observed: dict[str, Any], pack: Pack,
-) -> tuple[list[tuple[Rule, list[dict[str, Any]]]], list[dict[str, Any]]]:
+    fired: frozenset[str], observed: dict[str, Any],
+) -> tuple[list[tuple[Rule, list[dict[str, Any]]]], list[Reason]]:
     """A drug's surviving proposals, best first, each with what must be confirmed (empty: none;
     the unconditional ones first), and otherwise the reasons it is not suggested."""
     excludes = by_kind["exclude"][drug]
     proposed = {p.id for p in by_kind["propose"][drug]}  # fired, not superseded
     pending = [x for x in plan.pending.get(drug, []) if plan.relaxed[x.id] in fired and x.id not in fired]
-    options, removed, reasons = [], [], []
+    options: list[tuple[Rule, list[dict[str, Any]]]] = []
+    removed: list[Rule] = []
+    reasons: list[Reason] = []
     for rule in plan.proposals.get(drug, []):
         if rule.id in proposed:
             confirm = []
         elif plan.relaxed[rule.id] in fired:
-            confirm = _confirm(rule, fired, plan, observed, pack)
+            confirm = _confirm(rule, fired, plan, observed)
         else:
             # a proposal about the patient's condition (its condition-only parts hold) says why it did not fire
             if all(probe in fired for probe in plan.condition_parts[rule.id]):
-                unmet = _unmet(rule, fired, plan, observed, pack)
+                unmet = _unmet(rule, fired, plan, observed)
                 said = "; ".join(f"{u['needs']} (patient: {', '.join(f'{f} {in_words(v)}' for f, v in u['patient'].items())})" for u in unmet)
-                reasons.append({"rule": rule.id, "message": f"Would propose {name} for {condition}; not met: {said}.", "citations": plan.citations[rule.id], "unmet": unmet})
+                reasons.append(Reason(rule=rule.id, message=f"Would propose {name} for {condition}; not met: {said}.", citations=plan.citations[rule.id], unmet=unmet))
             continue
         off_label = rule.label_status == "off_label"
         if any(x.scope == "all" or off_label for x in excludes):
@@ -335,16 +378,21 @@ def _decide(
             continue
         if off_label:  # the off-label bar, where it reads a value the profile lacks (and confirm does not already ask)
             asked = {fact for c in confirm for fact in c["facts"]}
-            confirm += [c for x in pending for c in _confirm(x, fired, plan, observed, pack, negate=True)
+            confirm += [c for x in pending for c in _confirm(x, fired, plan, observed, negate=True)
                         if not set(c["facts"]) <= asked]
         options.append((rule, confirm))
     options.sort(key=lambda option: (bool(option[1]), proposal_key(option[0])))  # unconditional first
     if not options:
         # an exclusion is a reason only where it removed a proposal (the trace keeps every one that fired)
         off_label_removed = any(p.label_status == "off_label" for p in removed)
-        reasons[:0] = [{"rule": x.id, "message": x.message, "citations": plan.citations[x.id]} for x in excludes
-                       if (x.scope == "all" and removed) or off_label_removed]
+        reasons[:0] = [plan.reason(x) for x in excludes if (x.scope == "all" and removed) or off_label_removed]
     return options, reasons
+
+
+def _sources(candidates: list[dict[str, Any]], items: list[Caution | Reason | Note], plan: Plan) -> dict[str, SourceInfo]:
+    """The sources cited by the candidates and these items."""
+    cited = {c.source for cand in candidates for c in cand["citations"]} | {c.source for item in items for c in item.citations}
+    return {key: plan.sources[key] for key in sorted(cited)}
 
 
 def assemble(
@@ -356,38 +404,40 @@ def assemble(
     covered_conditions: frozenset[str],
     ruleset: RulesetInfo,
 ) -> Result:
-    """Plain data first, validated into the Result in one call (far cheaper than one model per item)."""
+    """Plain data and shared items first, validated into the Result in one call (far cheaper than
+    one model per item)."""
     by_kind: dict[str, dict[str, list[Rule]]] = defaultdict(lambda: defaultdict(list))
-    notes = []
+    notes: list[Note] = []
     # the rules that fired, in rule order (`fired` holds the probes' names too)
-    hit = sorted((plan.by_id[name] for name in fired if name in plan.by_id), key=lambda rule: plan.order[rule.id])
+    hit = [plan.by_id[name] for name in sorted(fired & plan.by_id.keys(), key=plan.order.__getitem__)]
     superseded = {other for rule in hit for other in rule.supersedes}
     for rule in hit:
         if rule.id not in superseded:
             for drug in rule.drugs:
                 by_kind[rule.kind][drug].append(rule)
             if rule.kind == "note" and not rule.only_with_off_label:
-                notes.append({"rule": rule.id, "message": rule.message, "citations": plan.citations[rule.id]})
+                notes.append(plan.note(rule))
 
+    asked = {rule.id: _asked(rule, observed) for rule in hit if rule.kind == "caution"}
     condition = pack.diagnoses.entries[patient["condition"]].name
     tried = set(patient["failed_therapies"]) | set(patient["contraindicated_therapies"])
     ranked, excluded = [], []
     for drug, info in sorted(pack.drugs.items()):
-        options, reasons = _decide(drug, info.name, condition, plan, by_kind, fired, observed, pack)
+        options, reasons = _decide(drug, info.name, condition, plan, by_kind, fired, observed)
         if options and drug not in tried:
             best, confirm = options[0]
-            shown = [c for c in by_kind["caution"][drug] if not _asked(c, observed)]  # the rest: "before starting"
+            shown = [c for c in by_kind["caution"][drug] if not asked[c.id]]  # the rest: "before starting"
             critical = any(c.severity == "critical" for c in shown)
             off_label, *rest = proposal_key(best)[:3]
             ranked.append(((critical, off_label, bool(confirm), *rest), drug, info.name, [rule for rule, c in options if bool(c) == bool(confirm)], confirm, shown))
             continue
         if drug in tried:
-            reasons.insert(0, {"rule": ALREADY_FAILED, "message": f"{info.name} is recorded as failed or contraindicated for this patient: not proposed again.", "citations": []})
+            reasons.insert(0, plan.built_in(ALREADY_FAILED, f"{info.name} is recorded as failed or contraindicated for this patient: not proposed again."))
         elif not reasons:
-            reasons.append({"rule": NO_PROPOSAL, "message": f"No active rule proposes {info.name} for {condition}.", "citations": []})
+            reasons.append(plan.built_in(NO_PROPOSAL, f"No active rule proposes {info.name} for {condition}."))
         excluded.append({"drug": drug, "name": info.name, "reasons": reasons})
 
-    before_starting = _before_starting({entry[1]: by_kind["caution"][entry[1]] for entry in ranked}, observed, plan)
+    before_starting = _before_starting({entry[1]: by_kind["caution"][entry[1]] for entry in ranked}, asked, plan)
     candidates = [
         {
             "drug": drug,
@@ -398,30 +448,28 @@ def assemble(
             "rationale": best[0].message,
             "rules": [p.id for p in best],
             "citations": _citations(best, plan),
-            "cautions": _cautions(shown, drug, plan, _not_assessed(by_kind["caution"][drug], patient, name)),
+            "cautions": _cautions(shown, drug, plan, _not_assessed(by_kind["caution"][drug], patient, name, plan)),
             "conditional": bool(confirm),
             "confirm": confirm,
         }
         for rank, (_, drug, name, best, confirm, shown) in enumerate(sorted(ranked), start=1)
     ]
     if any(c["label_status"] == "off_label" for c in candidates):
-        notes += [{"rule": r.id, "message": r.message, "citations": plan.citations[r.id]} for r in hit if r.only_with_off_label]
-    shown_rules = {c["rule"] for cand in candidates for c in cand["cautions"]}
+        notes += [plan.note(r) for r in hit if r.only_with_off_label]
+    shown_rules = {c.rule for cand in candidates for c in cand["cautions"]}
     if patient["reproductive_potential"] is None and any("may_conceive" in r.facts for r in hit if r.id in shown_rules):
         low, high = pack.meta.policy.reproductive_age
-        notes.append({"rule": POLICY, "citations": [], "message": (
+        notes.append(Note(rule=POLICY, message=(
             f"Site policy, not a label fact: reproductive potential was not given, so a woman aged {low}-{high} "
-            "(or of unknown age) is taken to be of reproductive potential. Record reproductive_potential to decide it.")})
+            "(or of unknown age) is taken to be of reproductive potential. Record reproductive_potential to decide it.")))
     if not pack.diagnoses.closures[patient["condition"]] & covered_conditions:
-        notes.insert(0, {"rule": NO_RULES_FOR_CONDITION, "message": f"No rule in this pack proposes a JAK inhibitor for {condition}: no candidates.", "citations": []})
+        notes.insert(0, Note(rule=NO_RULES_FOR_CONDITION, message=f"No rule in this pack proposes a JAK inhibitor for {condition}: no candidates."))
 
     # The trace holds the rules that fired (`jakcds explain` shows the ones that did not, test by test).
     trace = [{"rule": r.id, "kind": r.kind, "fired": True, "matched": {f: observed[f] for f in r.facts}} for r in hit]
-    cited = {c.source for item in [*candidates, *notes] for c in item["citations"]}
-    cited |= {c.source for cand in candidates for caution in cand["cautions"] for c in caution["citations"]}
-    cited |= {c.source for prompt in before_starting for rule in prompt["rules"] for c in rule["citations"]}
-    cited |= {c.source for x in excluded for reason in x["reasons"] for c in reason["citations"]}
-    sources = {key: plan.sources[key] for key in sorted(cited)}
     return Result.model_validate(
-        {"ruleset": ruleset, "patient": patient, "condition_name": condition, "candidates": candidates, "before_starting": before_starting, "excluded": excluded, "notes": notes, "trace": trace, "sources": sources}
+        {"ruleset": ruleset, "patient": patient, "condition_name": condition, "candidates": candidates,
+         "before_starting": before_starting, "excluded": excluded, "notes": notes, "trace": trace,
+         "sources": _sources(candidates, [*notes, *(c for cand in candidates for c in cand["cautions"]),
+                                         *(r for p in before_starting for r in p["rules"]), *(r for x in excluded for r in x["reasons"])], plan)}
     )
