@@ -187,7 +187,7 @@ class Plan:
     pending: dict[str, list[Rule]]  # drug -> its off-label exclusions that have a relaxed probe
     parts: dict[str, list[str]]  # rule id -> the probe names of its parts
     relaxed: dict[str, str]  # rule id -> the name of its relaxed probe
-    condition_parts: dict[str, list[str]]  # proposal id -> the probes of its parts that read only the condition
+    condition_parts: dict[str, frozenset[str]]  # proposal id -> the probes of its parts that read only the condition
     citations: dict[str, list[Citation]]  # rule id -> its citations (shared, frozen instances)
     products: dict[str, str]  # source -> the product whose label it is ("" for a seed)
     sources: dict[str, SourceInfo]  # source -> its bibliographic data (shared, frozen)
@@ -211,8 +211,8 @@ class Plan:
             pending=dict(pending),
             parts={rule.id: [part_probe(rule.id, i) for i in range(len(rule.parts))] for rule in rules},
             relaxed={rule.id: relaxed_probe(rule.id) for rule in rules},
-            condition_parts={rule.id: [part_probe(rule.id, i) for i, part in enumerate(rule.parts)
-                                       if {t.fact for t in tests_of(part)} == {"condition"}] for rule in rules},
+            condition_parts={rule.id: frozenset(part_probe(rule.id, i) for i, part in enumerate(rule.parts)
+                                                if {t.fact for t in tests_of(part)} == {"condition"}) for rule in rules},
             citations={rule.id: [Citation(**doc) for doc in rule.citation_docs] for rule in rules},
             products={key: source.product for key, source in pack.sources.items()},
             sources={key: SourceInfo(**source.model_dump(exclude={"file", "note"})) for key, source in pack.sources.items()},
@@ -367,7 +367,7 @@ def _decide(
             confirm = _confirm(rule, fired, plan, observed)
         else:
             # a proposal about the patient's condition (its condition-only parts hold) says why it did not fire
-            if all(probe in fired for probe in plan.condition_parts[rule.id]):
+            if fired >= plan.condition_parts[rule.id]:
                 unmet = _unmet(rule, fired, plan, observed)
                 said = "; ".join(f"{u['needs']} (patient: {', '.join(f'{f} {in_words(v)}' for f, v in u['patient'].items())})" for u in unmet)
                 reasons.append(Reason(rule=rule.id, message=f"Would propose {name} for {condition}; not met: {said}.", citations=plan.citations[rule.id], unmet=unmet))
