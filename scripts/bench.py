@@ -30,6 +30,7 @@ from jakcds.decision.facts import build_fact, observed
 from jakcds.decision.result import assemble
 
 CASES = Path(__file__).resolve().parents[1] / "cases"
+FLOOR = "import durable_rules_engine, typer, pydantic\nclass M(pydantic.BaseModel):\n    a: int\nM(a=1).model_dump_json()"
 
 
 def rss_mib() -> float:
@@ -116,6 +117,10 @@ def main() -> None:
     bare = median_wall([sys.executable, "-c", "pass"])
     print(f"CLI: one evaluate {cli * 1000:.0f} ms; python -c 'import durable.engine' {baseline * 1000:.0f} ms "
           f"(ratio {cli / baseline:.1f}x, target <= 4x); python -c pass {bare * 1000:.0f} ms")
+    # what a start costs before it evaluates anything: the libraries alone, then with our modules
+    for label, code in (("pydantic + typer + durable imported, one model", FLOOR), ("import jakcds.cli", "import jakcds.cli")):
+        wall = median_wall([sys.executable, "-c", code])
+        print(f"  {label}: {wall * 1000:.0f} ms ({wall / baseline:.1f}x)")
 
     before = rss_mib()
     for i in range(args.evaluations):

@@ -177,6 +177,8 @@ def load_pack(path: Path | str | None = None, verify: bool = True) -> Pack:
     cached = _cache_file(files)
     try:  # the validated pack of exactly these files (and this code), if an earlier load kept it
         pack = pickle.loads(cached.read_bytes()) if cached else None
+        if cached:
+            os.utime(cached)  # used: the eviction in _keep goes by modification time
     except Exception:  # noqa: BLE001 - any unreadable cache entry is rebuilt
         pack = None
     if pack is None:
@@ -224,6 +226,7 @@ def _build(root: Path, texts: dict[str, bytes], files: dict[str, str], problems:
 # The parsed, validated pack is cached by the sha256 of its files and of the code that reads them
 # (so the cache cannot drift from either): parsing and validating the YAML is most of a CLI start.
 CODE_FILES = ("pack.py", "rules.py", "vocabulary.py", "catalogue.py")
+CACHE_KEEP = 8  # entries kept (most recently used): each new version of the pack or the code adds one
 
 
 def _cache_file(files: dict[str, str]) -> Path | None:
@@ -246,6 +249,9 @@ def _keep(cached: Path | None, pack: Pack) -> None:
         temporary = cached.with_suffix(f".{os.getpid()}.tmp")
         temporary.write_bytes(pickle.dumps(pack, protocol=pickle.HIGHEST_PROTOCOL))
         os.replace(temporary, cached)
+        entries = sorted(cached.parent.glob("pack-*.pickle"), key=lambda entry: entry.stat().st_mtime, reverse=True)
+        for stale in entries[CACHE_KEEP:]:
+            stale.unlink(missing_ok=True)
     except OSError:
         pass
 
