@@ -1,0 +1,31 @@
+"""engine/ehr/store.py: each write is one transaction (feedback whole or absent), replay refused."""
+
+import time
+from pathlib import Path
+
+import pytest
+
+from jakcds.ehr.store import Store
+
+
+def record(card: str) -> dict[str, str]:
+    return {"card": card, "outcome": "accepted"}
+
+
+def test_a_feedback_request_is_stored_whole_or_not_at_all(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store.sqlite3")
+    # the second record's insert fails inside the transaction: the first must not stay behind
+    store._db.execute("CREATE TRIGGER refuse BEFORE INSERT ON feedback WHEN NEW.card = 'bad' BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    with pytest.raises(Exception, match="refused"):
+        store.add_feedback([record("good"), record("bad")])
+    assert store.feedback() == []
+    store.add_feedback([record("good"), record("also good")])
+    assert [r["card"] for r in Store(tmp_path / "store.sqlite3").feedback()] == ["good", "also good"]
+
+
+def test_a_token_id_is_refused_until_forgotten_and_after_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "store.sqlite3"
+    assert Store(path).first_use("iss jti-1", time.time() + 60)
+    assert not Store(path).first_use("iss jti-1", time.time() + 60)
+    assert Store(path).first_use("iss jti-2", time.time() - 1)
+    assert Store(path).first_use("iss jti-2", time.time() + 60)  # the expired entry was forgotten
