@@ -59,6 +59,9 @@ def _clip(value: Any, size: int = 40) -> str:
     return text if len(text) <= size else text[: size - 1] + "…"
 
 
+_ABSENT = object()
+
+
 def _strict(raw: Any, parsed: Any, path: str) -> None:
     """FHIR JSON is not lax (fhir.resources is): a decimal or integer is a JSON number and a
     boolean a JSON true/false, never a string. Walks the document beside its parsed model."""
@@ -66,7 +69,12 @@ def _strict(raw: Any, parsed: Any, path: str) -> None:
         for key, value in raw.items():
             if key.startswith("_") or key == "resourceType":
                 continue
-            child = parsed.get(key) if isinstance(parsed, dict) else getattr(parsed, key, getattr(parsed, key + "__ext", None))
+            if isinstance(parsed, dict):
+                child = parsed.get(key)
+            else:  # the fallback only when needed: a missing attribute costs pydantic an AttributeError
+                child = getattr(parsed, key, _ABSENT)
+                if child is _ABSENT:
+                    child = getattr(parsed, key + "__ext", None)
             _strict(value, child, f"{path}.{key}")
     elif isinstance(raw, list) and isinstance(parsed, list):
         for index, (item, child) in enumerate(zip(raw, parsed)):
