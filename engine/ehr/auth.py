@@ -47,8 +47,8 @@ class Verifier:
         if scheme.lower() != "bearer" or not token:
             raise Unauthorized("no bearer token")
         try:
-            header = jwt.get_unverified_header(token)
-            issuer_id = jwt.decode(token, options={"verify_signature": False}).get("iss")
+            unverified = jwt.decode_complete(token, options={"verify_signature": False})  # header and claims, parsed once
+            header, issuer_id = unverified["header"], unverified["payload"].get("iss")
             issuer = self.issuers.get(issuer_id) if isinstance(issuer_id, str) else None
             if issuer is None:
                 raise Unauthorized(f"issuer not allowed: {issuer_id!r}")
