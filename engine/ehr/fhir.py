@@ -90,6 +90,14 @@ def is_fhir(data: Any) -> bool:
     return isinstance(data, dict) and "resourceType" in data
 
 
+def load_models() -> None:
+    """Import the fhir.resources models of what is parsed (else the first chart pays ~150 ms)."""
+    from fhir.resources.R4B import get_fhir_model_class
+
+    for kind in (*READ, "Medication", "Bundle"):
+        get_fhir_model_class(kind)
+
+
 def resources(data: dict[str, Any]) -> list[tuple[str, Any]]:
     """(fullUrl or "", parsed resource) of a Bundle, one resource, or a prefetch map (its values; nulls skipped)."""
     from fhir.resources.R4B import get_fhir_model_class  # ~150 ms to import: only FHIR input pays it
