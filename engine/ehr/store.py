@@ -46,10 +46,10 @@ class Store:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("COMMIT")
+            finally:
+                if self._db.in_transaction:  # the writes or the commit failed
+                    self._db.execute("ROLLBACK")
 
     def first_use(self, jti: str, forget_after: float) -> bool:
         """Record a token id; False if it was used before and not yet forgotten."""
