@@ -330,6 +330,10 @@ def test_icd10_cm_codes_are_checked_against_the_cms_list_and_json_takes_the_same
 @pytest.mark.parametrize("mutate, message", [
     (lambda b: b["entry"][1]["resource"].update(valueQuantity={"value": "85", "unit": "10*9/L"}), "a FHIR number is a JSON number, got '85'"),
     (lambda b: b["entry"][1]["resource"].update(valueQuantity={"value": 1e-05, "unit": "10*9/L", "system": UCUM, "code": "10*9/L"}), None),
+    # an element whose JSON name is not its model attribute ("class" is Encounter.class_fhir) is checked too
+    (lambda b: b["entry"].append({"resource": {"resourceType": "Encounter", "id": "e", "status": "finished", "class": {
+        "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB", "userSelected": "true"}}}),
+     "resource.class.userSelected: a FHIR boolean is JSON true or false, got 'true'"),
     (lambda b: b["entry"].append({"resource": medicine("m", "methotrexate", "stopped")}), None),
     (lambda b: b["entry"][0]["resource"].update(extension=_deep(3000)), "nested too deeply"),
     (lambda b: b["entry"][0]["resource"].update(id="x" * 5_000_000), "at most 255 characters"),

@@ -15,6 +15,7 @@ to `unmapped` with the reason, never silently dropped:
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -59,7 +60,10 @@ def _clip(value: Any, size: int = 40) -> str:
     return text if len(text) <= size else text[: size - 1] + "…"
 
 
-_ABSENT = object()
+@functools.cache
+def _fields(model: type) -> dict[str, str]:
+    """A FHIR model's JSON names -> its attribute names ("class" -> "class_fhir")."""
+    return {field.alias or name: name for name, field in model.model_fields.items()}
 
 
 def _strict(raw: Any, parsed: Any, path: str) -> None:
@@ -71,10 +75,9 @@ def _strict(raw: Any, parsed: Any, path: str) -> None:
                 continue
             if isinstance(parsed, dict):
                 child = parsed.get(key)
-            else:  # the fallback only when needed: a missing attribute costs pydantic an AttributeError
-                child = getattr(parsed, key, _ABSENT)
-                if child is _ABSENT:
-                    child = getattr(parsed, key + "__ext", None)
+            else:
+                name = _fields(type(parsed)).get(key)
+                child = getattr(parsed, name) if name else None
             _strict(value, child, f"{path}.{key}")
     elif isinstance(raw, list) and isinstance(parsed, list):
         for index, (item, child) in enumerate(zip(raw, parsed)):

@@ -76,7 +76,7 @@ class Store:
         """All of one request's feedback records, in one transaction."""
         with self._transaction() as db:
             db.executemany("INSERT INTO feedback (card, record) VALUES (?, ?)",
-                                 [(r["card"], json.dumps(r, sort_keys=True, default=str)) for r in records])
+                           [(r["card"], json.dumps(r, sort_keys=True, default=str)) for r in records])
 
     def feedback(self) -> list[dict[str, Any]]:
         with self._lock:
