@@ -253,7 +253,7 @@ class Reader:
             return self.skip(resource, _shown(resource.code), str(error))
         drafted = [self.pack.fhir.draft.snomed[c.code] for c in _codings(resource.code) if c.system == SNOMED and c.code in self.pack.fhir.draft.snomed]
         if code is None and drafted:
-            return self.skip(resource, _shown(resource.code), f"{drafted[0]}: its SNOMED CT code is mapped only as a draft (codes.md VERIFIED-S), read with drafts included")
+            return self.draft_only(resource, resource.code, drafted[0])
         if code is None:
             return self.skip(resource, _shown(resource.code), "no ICD-10-CM or SNOMED CT code the pack maps")
         self.conditions.add(code)
@@ -280,6 +280,10 @@ class Reader:
             raise invalid
         return found
 
+    def draft_only(self, resource: Any, concept: Any, read_as: str) -> None:
+        """Not read: only a draft mapping (codes.md VERIFIED-S) knows the code, and drafts are off."""
+        self.skip(resource, _shown(concept), f"{read_as}: mapped only as a draft (codes.md VERIFIED-S), read with drafts included")
+
     def coded(self, resource: Any, concept: Any, system: str, table: dict[str, str], draft: str) -> str | None:
         """A coding of `system` in the pack's verified `table`; else, with drafts, in the draft
         mapping `draft` of fhir.yaml (the read is listed in read_by_draft)."""
@@ -305,7 +309,7 @@ class Reader:
             return self._answer(resource, fact, when)
         drafted = next((name for name, mapping in sorted(self.pack.fhir.draft.observations.items()) if loinc & set(mapping.loinc)), None)
         if drafted is not None:
-            return self.skip(resource, _shown(resource.code), f"{drafted}: mapped only as a draft (codes.md VERIFIED-S), read with drafts included")
+            return self.draft_only(resource, resource.code, drafted)
         parts = [(resource.code, resource.valueQuantity)] + [(c.code, c.valueQuantity) for c in resource.component or []]
         parts = [(concept, quantity) for concept, quantity in parts if quantity is not None]
         used = [self._lab(resource, concept, quantity, when) for concept, quantity in parts]
