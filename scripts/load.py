@@ -5,7 +5,9 @@
 Starts `jakcds serve` (JWT on, a dev issuer) as a second process on loopback, then drives it
 from this process with N concurrent clients (asyncio + httpx), alternating the shipped
 patient-view and order-sign requests, each with its own pre-minted token (minting is not
-timed). Both processes share this machine's cores, so compare figures from one run.
+timed; each client's connection is opened with one untimed request first). It prints the
+server's CPU per request and its own. Both processes share this machine's cores, so compare
+figures from one run.
 """
 
 from __future__ import annotations
