@@ -156,6 +156,9 @@ class Unmapped(BaseModel):
 
 
 class Result(BaseModel):
+    """Read-only: its cautions, reasons, notes, citations and sources are shared by every result
+    of one Evaluator (copy it with `model_copy(deep=True)` to edit one)."""
+
     ruleset: RulesetInfo
     patient: dict[str, Any]
     condition_name: str  # the condition treated, by its vocabulary name
