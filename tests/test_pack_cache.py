@@ -77,3 +77,14 @@ def test_only_the_most_recently_used_entries_are_kept(cache, pack_dir):
     kept = {entry.name for entry in cache.glob("pack-*.pickle")}
     assert len(kept) == pack_module.CACHE_KEEP and used.name in kept
     assert "pack-stale00.pickle" not in kept and f"pack-stale{pack_module.CACHE_KEEP + 1:02d}.pickle" in kept
+
+
+def test_a_read_only_cache_still_serves_its_entry(cache, pack_dir, monkeypatch):
+    load_pack(pack_dir)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(pack_module.os, "utime", refuse)
+    monkeypatch.setattr(pack_module, "_build", lambda *args: pytest.fail("the cached pack was rebuilt"))
+    assert load_pack(pack_dir).rules

@@ -10,6 +10,7 @@ Layout of a pack directory:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -177,10 +178,11 @@ def load_pack(path: Path | str | None = None, verify: bool = True) -> Pack:
     cached = _cache_file(files)
     try:  # the validated pack of exactly these files (and this code), if an earlier load kept it
         pack = pickle.loads(cached.read_bytes()) if cached else None
-        if cached:
-            os.utime(cached)  # used: the eviction in _keep goes by modification time
     except Exception:  # noqa: BLE001 - any unreadable cache entry is rebuilt
         pack = None
+    if pack is not None:
+        with contextlib.suppress(OSError):  # used: the eviction in _keep goes by modification time
+            os.utime(cached)
     if pack is None:
         pack = _build(root, texts, files, problems)
         _keep(cached, pack)
