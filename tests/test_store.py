@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from jakcds.ehr.store import Store
+from jakcds.ehr.store import CARD_DAYS, Store
 
 
 def record(card: str) -> dict[str, str]:
@@ -29,3 +29,11 @@ def test_a_token_id_is_refused_until_forgotten_and_after_a_restart(tmp_path: Pat
     assert not Store(path).first_use("iss jti-1", time.time() + 60)
     assert Store(path).first_use("iss jti-2", time.time() - 1)
     assert Store(path).first_use("iss jti-2", time.time() + 60)  # the expired entry was forgotten
+
+
+def test_a_card_past_its_feedback_window_is_refused_before_any_purge(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store.sqlite3")
+    store.remember([("card-1", "jak-options", "R-1")])
+    assert store.issued("card-1") == ("jak-options", "R-1")
+    store._db.execute("UPDATE card SET issued = issued - ?", (CARD_DAYS * 86400 + 1,))  # as if issued long ago
+    assert store.issued("card-1") is None

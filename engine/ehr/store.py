@@ -67,9 +67,11 @@ class Store:
             db.executemany("INSERT OR REPLACE INTO card VALUES (?, ?, ?, ?)", [(*card, now) for card in cards])
 
     def issued(self, uuid: str) -> tuple[str, str] | None:
-        """(service, rule) of an issued card, or None."""
+        """(service, rule) of a card issued in the last CARD_DAYS, or None (an expired card is
+        refused even before a write has purged it)."""
         with self._lock:
-            row = self._db.execute("SELECT service, rule FROM card WHERE uuid = ?", (uuid,)).fetchone()
+            row = self._db.execute("SELECT service, rule FROM card WHERE uuid = ? AND issued >= ?",
+                                   (uuid, time.time() - CARD_DAYS * 86400)).fetchone()
         return (row[0], row[1]) if row else None
 
     def add_feedback(self, records: list[dict[str, Any]]) -> None:
