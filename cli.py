@@ -10,6 +10,8 @@ import json
 import os
 import sys
 from datetime import datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -108,8 +110,13 @@ def decide(ev: Any, data: Any, condition: str | None, as_of: datetime | None) ->
     return ev.evaluate(data), data
 
 
-def source_name(patient: str) -> str:
-    return "stdin" if patient == "-" else patient
+@contextmanager
+def input_errors(patient: str, *also: type[Exception]) -> Iterator[None]:
+    """An InputError (or one of `also`) about the patient document: one line on stderr, exit 2."""
+    try:
+        yield
+    except (InputError, *also) as error:
+        fail(f"{'stdin' if patient == '-' else patient}: {error}")
 
 
 def fhir_reader(ev: Any, data: Any, as_of: datetime | None) -> Any:
@@ -141,10 +148,8 @@ def evaluate(
     A document with a resourceType is read as FHIR R4; the result lists what it could not map."""
     data = read_patient(patient)
     ev = load(rules, include_draft)
-    try:
+    with input_errors(patient):
         result, _ = decide(ev, data, condition, as_of)
-    except InputError as error:
-        fail(f"{source_name(patient)}: {error}")
     if wants_json(format):
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
     else:
@@ -169,12 +174,10 @@ def explain(
 
     data = read_patient(patient)
     ev = load(rules)
-    try:
+    with input_errors(patient, ValueError):
         if condition or as_of or is_fhir(data):
             data = fhir_reader(ev, data, as_of).profile_for(condition)
         report = explain_drug(ev, data, drug)
-    except (InputError, ValueError) as error:
-        fail(f"{source_name(patient)}: {error}")
     if wants_json(format):
         return print_json(report)
     head = f"candidate #{report['rank']}" if report["status"] == "candidate" else "not suggested"
@@ -198,16 +201,14 @@ def report(
     include_draft: DraftOption = False,
 ) -> None:
     """One decision as a self-contained web page: patient, ranking, findings, before starting, why-nots, trace."""
-    from jakcds.review.explain import explain as explain_drug
+    from jakcds.review.explain import explain_each
     from jakcds.views.html import decision_page
 
     data = read_patient(patient)
     ev = load(rules, include_draft)
-    try:
+    with input_errors(patient, ValueError):
         result, profile = decide(ev, data, condition, as_of)
-        explained = {drug: explain_drug(ev, profile, drug) for drug in ev.pack.drugs}
-    except (InputError, ValueError) as error:
-        fail(f"{source_name(patient)}: {error}")
+        explained = explain_each(ev, profile)
     out.write_text(decision_page(ev, result, explained), encoding="utf-8")
     typer.echo(f"wrote {out}")
 

@@ -74,9 +74,12 @@ async def drive(base: str, keys: Path, clients: int, total: int) -> tuple[list[f
     statuses: dict[int, int] = {}
     queue = list(range(total))
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=clients), timeout=30) as client:
+        async def post(sid: str, token: str) -> httpx.Response:
+            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+            return await client.post(f"{base}/cds-services/{sid}", content=bodies[sid], headers=headers)
+
         async def warm(sid: str) -> None:
-            headers = {"Authorization": f"Bearer {dev_issuer.token(keys, f'{base}/cds-services/{sid}')}", "Content-Type": "application/json"}
-            (await client.post(f"{base}/cds-services/{sid}", content=bodies[sid], headers=headers)).raise_for_status()
+            (await post(sid, dev_issuer.token(keys, f"{base}/cds-services/{sid}"))).raise_for_status()
 
         # warm up outside the timing: each client's connection opened, each hook's first evaluation done
         await asyncio.gather(*(warm(plan[i]) for i in range(clients)))
@@ -84,11 +87,9 @@ async def drive(base: str, keys: Path, clients: int, total: int) -> tuple[list[f
         async def worker() -> None:
             while queue:
                 i = queue.pop()
-                headers = {"Authorization": f"Bearer {tokens[i]}", "Content-Type": "application/json"}
                 started = time.perf_counter()
                 try:
-                    response = await client.post(f"{base}/cds-services/{plan[i]}", content=bodies[plan[i]], headers=headers)
-                    status = response.status_code
+                    status = (await post(plan[i], tokens[i])).status_code
                 except httpx.HTTPError:
                     status = 0
                 latencies.append(time.perf_counter() - started)

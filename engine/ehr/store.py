@@ -28,6 +28,11 @@ CREATE INDEX IF NOT EXISTS card_issued ON card (issued);
 CARD_DAYS = 30  # how long an issued card can receive feedback
 
 
+def _cards_since() -> float:
+    """The issue time of the oldest card that can still receive feedback."""
+    return time.time() - CARD_DAYS * 86400
+
+
 class Store:
     def __init__(self, path: Path):
         self.path = path
@@ -61,17 +66,15 @@ class Store:
 
     def remember(self, cards: list[tuple[str, str, str]]) -> None:
         """(uuid, service, rule) of the cards just issued."""
-        now = time.time()
         with self._transaction() as db:
-            db.execute("DELETE FROM card WHERE issued < ?", (now - CARD_DAYS * 86400,))
-            db.executemany("INSERT OR REPLACE INTO card VALUES (?, ?, ?, ?)", [(*card, now) for card in cards])
+            db.execute("DELETE FROM card WHERE issued < ?", (_cards_since(),))
+            db.executemany("INSERT OR REPLACE INTO card VALUES (?, ?, ?, ?)", [(*card, time.time()) for card in cards])
 
     def issued(self, uuid: str) -> tuple[str, str] | None:
         """(service, rule) of a card issued in the last CARD_DAYS, or None (an expired card is
         refused even before a write has purged it)."""
         with self._lock:
-            row = self._db.execute("SELECT service, rule FROM card WHERE uuid = ? AND issued >= ?",
-                                   (uuid, time.time() - CARD_DAYS * 86400)).fetchone()
+            row = self._db.execute("SELECT service, rule FROM card WHERE uuid = ? AND issued >= ?", (uuid, _cards_since())).fetchone()
         return (row[0], row[1]) if row else None
 
     def add_feedback(self, records: list[dict[str, Any]]) -> None:

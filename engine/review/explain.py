@@ -8,11 +8,13 @@ rule of its own in a separate explain ruleset (built on first use), so no second
 from __future__ import annotations
 
 import weakref
+from dataclasses import dataclass
 from typing import Any
 
 from ..decision.compiler import PATIENT, chunked, compile_test
 from ..decision.evaluate import Evaluator
 from ..decision.facts import build_fact, observed
+from ..decision.result import Result
 from ..decision.session import RuleEngine
 from ..knowledge.describe import describe_test
 
@@ -35,11 +37,31 @@ def _test_engine(ev: Evaluator) -> RuleEngine:
 def explain(ev: Evaluator, data: dict[str, Any], drug: str) -> dict[str, Any]:
     if drug not in ev.pack.drugs:
         raise ValueError(f"unknown drug {drug!r} (known: {', '.join(ev.pack.drugs)})")
-    patient = ev.parse(data)
-    result = ev.run(patient)
-    fact = build_fact(patient, ev.pack)
-    held = _test_engine(ev).run(fact)
-    values = observed(patient, ev.pack)
+    return _report(ev, _Evidence.of(ev, data), drug)
+
+
+def explain_each(ev: Evaluator, data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """`explain` for every drug of the pack, the patient evaluated once."""
+    evidence = _Evidence.of(ev, data)
+    return {drug: _report(ev, evidence, drug) for drug in ev.pack.drugs}
+
+
+@dataclass(frozen=True)
+class _Evidence:
+    """What explaining any drug reads: the result, the tests that held and the patient's values."""
+
+    result: Result
+    held: frozenset[str]
+    values: dict[str, Any]
+
+    @classmethod
+    def of(cls, ev: Evaluator, data: dict[str, Any]) -> _Evidence:
+        patient = ev.parse(data)
+        return cls(ev.run(patient), _test_engine(ev).run(build_fact(patient, ev.pack)), observed(patient, ev.pack))
+
+
+def _report(ev: Evaluator, evidence: _Evidence, drug: str) -> dict[str, Any]:
+    result, held, values = evidence.result, evidence.held, evidence.values
     fired = {t.rule for t in result.trace if t.fired}
     candidate = next((c for c in result.candidates if c.drug == drug), None)
     excluded = next((x for x in result.excluded if x.drug == drug), None)
