@@ -1,11 +1,38 @@
+import atexit
 import os
+import shutil
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
-import jakcds
-
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _checkout_package() -> Path:
+    """A folder holding `jakcds` laid out as the wheel lays it out (engine/* + cli.py + rules/),
+    made of links into this checkout: the code under test is the checkout, never a stale install."""
+    root = Path(tempfile.mkdtemp(prefix="jakcds-checkout-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    package = root / "jakcds"
+    package.mkdir()
+    for entry in (REPO / "engine").iterdir():
+        if entry.name != "__pycache__":
+            (package / entry.name).symlink_to(entry)
+    (package / "cli.py").symlink_to(REPO / "cli.py")
+    (package / "rules").symlink_to(REPO / "rules")
+    return root
+
+
+assert "jakcds" not in sys.modules, "jakcds was imported before tests/conftest.py could point it at the checkout"
+CHECKOUT = _checkout_package()
+sys.path.insert(0, str(CHECKOUT))
+# subprocesses (the jakcds console script, serve, screen workers) import the checkout too
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CHECKOUT), os.environ.get("PYTHONPATH")]))
+
+import jakcds  # noqa: E402 - after the checkout is first on the path
+
 RULES = REPO / "rules"
 CASES = REPO / "cases"
 SEEDS = Path(os.environ.get("JAKCDS_SEEDS", REPO.parent / "shared" / "seeds"))

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import CASES, WENZEL
+from conftest import CASES, REPO, WENZEL
 from jakcds.knowledge.pack import write_manifest
 
 from pathlib import Path
@@ -80,12 +80,24 @@ def test_bad_rule_pack_is_refused(tmp_path):
 
 
 def test_no_generic_top_level_modules_are_installed():
-    import jakcds
+    from importlib.metadata import distribution
 
-    site = __import__("pathlib").Path(jakcds.__file__).resolve().parents[1]
+    site = Path(distribution("jakcds").locate_file(""))
     assert not (site / "engine").exists() and not (site / "cli.py").exists() and not (site / "rules").exists()
     assert (site / "jakcds" / "rules" / "pack.yaml").is_file()
     assert sys.modules["jakcds"].evaluator().info.path == "(built-in)"
+
+
+def test_the_code_under_test_is_the_checkout():
+    """An edited engine/*.py or cli.py is tested without reinstalling: here and in subprocesses."""
+    import jakcds
+
+    assert Path(jakcds.__file__).resolve() == REPO / "engine" / "__init__.py"
+    assert jakcds.evaluator().pack.path.resolve() == REPO / "rules"
+    code = "import jakcds.cli, os; print(os.path.realpath(jakcds.cli.__file__))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == str(REPO / "cli.py")
+    shebang = Path(JAKCDS).read_text().splitlines()[0]  # the console script honours PYTHONPATH (no -I, no -E)
+    assert shebang.startswith("#!") and " -I" not in shebang and " -E" not in shebang
 
 
 def test_evaluate_reads_a_fhir_bundle_and_lists_what_it_did_not_use():

@@ -157,7 +157,7 @@ class Pack:
 def default_path() -> Path:
     """The shipped pack: jakcds/rules in an installed wheel, rules/ beside engine/ in a checkout."""
     here = Path(__file__).resolve().parent
-    for candidate in (here / "rules", here.parent / "rules"):
+    for candidate in (here.parent / "rules", here.parent.parent / "rules"):
         if (candidate / "pack.yaml").is_file():
             return candidate
     raise PackError(f"no rule pack found beside {here}")
