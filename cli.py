@@ -26,7 +26,7 @@ from jakcds import InputError, PackError, evaluator  # noqa: E402
 from jakcds.ehr.chart import evaluate_read, read_chart  # noqa: E402
 from jakcds.ehr.fhir import is_fhir  # noqa: E402
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="JAK inhibitor clinical decision support.")
+app = typer.Typer(no_args_is_help=True, help="JAK inhibitor clinical decision support.")
 rules_app = typer.Typer(no_args_is_help=True, help="Review the rule pack: list, show, lint, manifest.")
 app.add_typer(rules_app, name="rules")
 
@@ -126,8 +126,28 @@ def fhir_reader(ev: Any, data: Any, as_of: datetime | None) -> Any:
     return read_chart(ev, data, as_of.date() if as_of else None)
 
 
+def _version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            package = version("jakcds")
+        except PackageNotFoundError:  # a checkout run without an install
+            package = "(not installed)"
+        from jakcds import load_pack
+
+        try:
+            pack = load_pack()
+        except PackError as error:
+            fail(f"rule pack: {error}", code=3)
+        print(f"jakcds {package}; rule pack {pack.meta.name} {pack.meta.version} (sha256 {pack.sha256})")
+        raise typer.Exit()
+
+
 @app.callback()
-def main() -> None:
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="the package and rule pack versions")] = False,
+) -> None:
     """JAK inhibitor clinical decision support on declarative, cited rules."""
 
 
@@ -476,6 +496,20 @@ def rules_manifest(rules: RulesOption = None) -> None:
 
     manifest = write_manifest(rules)
     typer.echo(f"manifest.json: version {manifest['version']}, {len(manifest['files'])} files, sha256 {manifest['sha256']}")
+
+
+class Contract(str, Enum):
+    input = "input"
+    output = "output"
+
+
+@app.command()
+def schema(which: Annotated[Contract, typer.Argument(help="input (the patient profile) or output (the result)")]) -> None:
+    """The JSON Schema of the input profile or of the result, from the models the code validates with."""
+    from jakcds import Patient, Result
+
+    model = Patient if which is Contract.input else Result
+    print_json(model.model_json_schema())
 
 
 QUICK = {"evaluate", "explain"}  # the main job: nothing left running when it ends

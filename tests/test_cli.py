@@ -125,3 +125,25 @@ def test_explain_reads_fhir_input_too():
     done = run("explain", bundle, "--drug", "tofacitinib", "--as-of", "2026-11-23", "--format", "text")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("tofacitinib: candidate #1") and "SEED-TOF-009 (propose) FIRED" in done.stdout
+
+
+def test_version_names_the_package_and_the_pack():
+    import jakcds
+
+    done = run("--version")
+    pack = jakcds.load_pack()
+    assert done.returncode == 0 and done.stdout.startswith("jakcds ")
+    assert f"rule pack {pack.meta.name} {pack.meta.version} (sha256 {pack.sha256})" in done.stdout
+
+
+@pytest.mark.parametrize("which", ["input", "output"])
+def test_schema_prints_the_contract_a_golden_case_follows(which):
+    import jsonschema
+
+    done = run("schema", which)
+    assert done.returncode == 0, done.stderr
+    patient = json.loads((CASES / "wenzel-chilblain-lupus" / "patient.json").read_text())
+    document = patient if which == "input" else json.loads(run("evaluate", str(CASES / "wenzel-chilblain-lupus" / "patient.json"), "--format", "json").stdout)
+    jsonschema.validate(document, json.loads(done.stdout))
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**document, "no_such_field": 1} if which == "input" else {"candidates": []}, json.loads(done.stdout))
