@@ -490,12 +490,49 @@ def rules_docs(
 
 
 @rules_app.command("manifest")
-def rules_manifest(rules: RulesOption = None) -> None:
+def rules_manifest(
+    rules: RulesOption = None,
+    impact: Annotated[Optional[Path], typer.Option("--impact", help="a `rules impact` output folder: its summary is recorded with the approval")] = None,
+) -> None:
     """Record the pack's files as approved (after review): writes manifest.json."""
     from jakcds.knowledge.pack import write_manifest
 
-    manifest = write_manifest(rules)
+    summary = None
+    if impact is not None:
+        try:
+            summary = json.loads((impact / "summary.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            fail(f"{impact}: not a `jakcds rules impact` output ({type(error).__name__}: no readable summary.json)")
+    try:
+        manifest = write_manifest(rules, impact=summary)
+    except PackError as error:
+        fail(f"rule pack: {error}", code=3)
     typer.echo(f"manifest.json: version {manifest['version']}, {len(manifest['files'])} files, sha256 {manifest['sha256']}")
+
+
+@rules_app.command("impact")
+def rules_impact(
+    base: Annotated[str, typer.Option("--base", help="the approved pack: a rule-pack folder or a git revision of this repository's rules/ (e.g. main)")],
+    on: Annotated[Path, typer.Option("--on", help="golden cases, a folder of profiles or charts (*.json), or a FHIR Bulk Data export (*.ndjson)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="the folder to write impact.ndjson, impact.csv, impact.html, summary.json into")],
+    head: Annotated[str, typer.Option("--head", help="the changed pack: a folder or a git revision")] = "rules",
+    include_draft: DraftOption = False,
+    as_of: AsOfOption = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="bulk exports: local worker processes (default: every core)")] = None,
+) -> None:
+    """Whose decision changes between two packs, and how: every patient of a source evaluated with both."""
+    import tempfile
+
+    from jakcds.review.impact import impact as measure
+
+    with tempfile.TemporaryDirectory(prefix="jakcds-impact-") as scratch, input_errors(str(on), ValueError, OSError):
+        try:
+            summary = measure(base, head, on, out, scratch=Path(scratch), include_draft=include_draft,
+                              as_of=as_of.date() if as_of else None, workers=workers)
+        except PackError as error:
+            fail(f"rule pack: {error}", code=3)
+    kinds = ", ".join(f"{kind} {count}" for kind, count in summary["changes_by_kind"].items()) or "no change"
+    typer.echo(f"{summary['changed']} of {summary['patients']} patients change ({kinds}); written to {out}")
 
 
 class Contract(str, Enum):

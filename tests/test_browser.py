@@ -124,3 +124,24 @@ def test_the_rule_site_filters_and_its_pages_link_up(browser, tmp_path):
     local_links_resolve(browser, tmp_path / "site" / "rules" / "LABEL-RUX-021.html")
     assert console_errors(browser) == []
     keep(browser, "rule-LABEL-RUX-021")
+
+
+def test_the_impact_page_counts_changes_and_opens_a_patient_on_click(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from test_impact import edited_pack, profiles
+
+    from conftest import RULES
+
+    out = tmp_path / "impact"
+    run("rules", "impact", "--base", str(RULES), "--head", str(edited_pack(tmp_path)), "--on", str(profiles(tmp_path)), "-o", str(out))
+    browser.get((out / "impact.html").as_uri())
+    assert "2 of 4 patients change" in browser.find_element(By.ID, "counts").text
+    kinds = {row.find_elements(By.TAG_NAME, "td")[0].text for row in browser.find_elements(By.CSS_SELECTOR, "#kinds tbody tr")}
+    assert {"candidate removed", "reason added"} <= kinds
+    patient = browser.find_element(By.ID, "patient-lymph-650")
+    change = patient.find_elements(By.CSS_SELECTOR, "tr.change")[0]
+    assert patient.get_attribute("open") is None and not change.is_displayed()
+    patient.find_element(By.TAG_NAME, "summary").click()
+    assert change.is_displayed() and "LABEL-TOF-001" in patient.text
+    assert console_errors(browser) == []
+    keep(browser, "impact-lymphocyte-threshold")

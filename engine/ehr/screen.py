@@ -182,9 +182,6 @@ def screen(export: Path, out: Path, *, rules: str | None = None, include_draft: 
            progress: bool = False) -> dict[str, Any]:
     """Screen a bulk export into `out`. scheduler: None (local processes, `workers` of them; 1
     runs in this process), a Dask distributed address, or a distributed Client / cluster."""
-    import dask
-    import dask.bag as db
-
     out.mkdir(parents=True, exist_ok=True)
     buckets, parts = out / "buckets", out / "parts"
     parts.mkdir(exist_ok=True)
@@ -192,22 +189,7 @@ def screen(export: Path, out: Path, *, rules: str | None = None, include_draft: 
     kinds, bad = partition(export, buckets)
     job = Job(rules, include_draft, (as_of or date.today()).isoformat(), str(parts))
     files = [str(p) for p in sorted(buckets.glob("*.ndjson")) if p.stat().st_size]
-    bag = db.from_sequence(files, npartitions=max(len(files), 1)).map(evaluate_bucket, job=job)
-    if scheduler is not None:
-        from distributed import Client
-        from distributed import progress as show
-
-        client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
-        future = client.compute(bag)
-        if progress:
-            show(future)
-        counts = future.result()
-    else:
-        from dask.diagnostics import ProgressBar
-
-        local = "synchronous" if workers == 1 else "processes"
-        with dask.config.set(scheduler=local, num_workers=workers or os.cpu_count()), ProgressBar() if progress else nullcontext():
-            counts = bag.compute()
+    counts = run_tasks(files, evaluate_bucket, job, scheduler=scheduler, workers=workers, progress=progress)
     total = sum((Counter(c) for c in counts), Counter())
     _join(out, parts, files)
     seconds = time.perf_counter() - started
@@ -216,6 +198,31 @@ def screen(export: Path, out: Path, *, rules: str | None = None, include_draft: 
     (out / "bad_lines.ndjson").write_text("".join(json.dumps(b, sort_keys=True) + "\n" for b in bad), encoding="utf-8")
     (out / "counts.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return {**summary, "seconds": seconds, "patients_per_second": summary["patients"] / seconds if seconds else 0.0}
+
+
+def run_tasks(files: list[str], task: Any, job: Any, *, scheduler: Any = None, workers: int | None = None,
+              progress: bool = False) -> list[Any]:
+    """task(file, job=job) for every bucket file, one Dask task each; their returns in file order.
+    scheduler: None (local processes, `workers` of them; 1 runs in this process), a Dask
+    distributed address, or a distributed Client / cluster."""
+    import dask
+    import dask.bag as db
+
+    bag = db.from_sequence(files, npartitions=max(len(files), 1)).map(task, job=job)
+    if scheduler is not None:
+        from distributed import Client
+        from distributed import progress as show
+
+        client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+        future = client.compute(bag)
+        if progress:
+            show(future)
+        return future.result()
+    from dask.diagnostics import ProgressBar
+
+    local = "synchronous" if workers == 1 else "processes"
+    with dask.config.set(scheduler=local, num_workers=workers or os.cpu_count()), ProgressBar() if progress else nullcontext():
+        return bag.compute()
 
 
 def _join(out: Path, parts: Path, files: list[str]) -> None:

@@ -294,13 +294,20 @@ def manifest_problems(root: Path, files: dict[str, str]) -> list[str]:
     return problems
 
 
-def write_manifest(path: Path | str | None = None) -> dict[str, Any]:
-    """Record the pack's current files as approved: version, each file's sha256, the pack sha256."""
+def write_manifest(path: Path | str | None = None, impact: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Record the pack's current files as approved: version, each file's sha256, the pack sha256,
+    and, if given, the summary of `jakcds rules impact` measured with exactly these files as head."""
     root = Path(path) if path else default_path()
     texts = _read(root)
     files = _digests(texts)
     version = (_yaml("pack.yaml", texts["pack.yaml"]) or {}).get("version")
-    manifest = {"version": version, "sha256": pack_sha256(files), "files": files}
+    manifest: dict[str, Any] = {"version": version, "sha256": pack_sha256(files), "files": files}
+    if impact is not None:
+        measured = (impact.get("head") or {}).get("sha256")
+        if measured != manifest["sha256"]:
+            raise PackError(f"the impact was measured with another head pack (sha256 {str(measured)[:12]}…), not these files ({manifest['sha256'][:12]}…): run rules impact again")
+        keep = ("base", "head", "source", "source_sha256", "patients", "changed", "unchanged", "changes_by_kind")
+        manifest["impact"] = {key: impact[key] for key in keep}
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
 

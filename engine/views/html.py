@@ -56,3 +56,9 @@ def rule_pages(ev: Evaluator, coverage: dict[str, int], feedback: dict[str, Coun
         pack=pack, rows=rows, filters=filters, covered=sum(1 for n in coverage.values() if n), active=len(coverage),
         feedback_total=sum(sum(v.values()) for v in feedback.values()))
     return pages
+
+
+def impact_page(summary: dict[str, Any], changed: dict[str, list[Any]]) -> str:
+    """A pack change's impact (`jakcds rules impact`): changes by kind and by rule, then each
+    changed patient, opened with a click, its changes before | after with the rules that caused them."""
+    return _environment().get_template("impact.html.j2").render(summary=summary, changed=sorted(changed.items()))
