@@ -33,6 +33,8 @@ class Entry(BaseModel):
     icd10: list[str] = []
     snomed: list[str] = []  # SNOMED CT concepts (FHIR input only)
     rxcui: list[str] = []  # RxNorm product-level RxCUIs (FHIR input only)
+    # where the entry's interaction classes come from (us-labels.md §17.1 / §18.1, with its grade)
+    source: str = ""
 
 
 ICD10_SHAPE = re.compile(r"[A-Z]\d[0-9A-Z](\.[0-9A-Z]{1,4})?")
