@@ -226,9 +226,10 @@ def test_patient_age_sex_and_resources_about_someone_else():
 
 def test_bad_fhir_is_a_one_line_input_error():
     for bad, message in [
-        (bundle(DM, {**DM, "id": "x", "clinicalStatus": "active"}), "entry.1.resource.clinicalStatus"),
+        (bundle(DM, {**DM, "id": "x", "clinicalStatus": "active"}), "Condition/x: clinicalStatus: Input should be a valid dictionary"),
         (bundle({"resourceType": "Patient", "id": "a"}, {"resourceType": "Patient", "id": "b"}), "more than one patient"),
-        ({"resourceType": "NoSuchThing"}, "NoSuchThing"),
+        ({"resourceType": 42}, "resourceType 42 is not a FHIR resource type name"),
+        (bundle(DM, "not a resource"), "entry.1.resource: expected a FHIR resource"),
         ({"patient": ["not a resource"]}, "expected a FHIR resource"),
     ]:
         with pytest.raises(jakcds.InputError, match=message) as error:
@@ -330,12 +331,14 @@ def test_icd10_cm_codes_are_checked_against_the_cms_list_and_json_takes_the_same
 @pytest.mark.parametrize("mutate, message", [
     (lambda b: b["entry"][1]["resource"].update(valueQuantity={"value": "85", "unit": "10*9/L"}), "a FHIR number is a JSON number, got '85'"),
     (lambda b: b["entry"][1]["resource"].update(valueQuantity={"value": 1e-05, "unit": "10*9/L", "system": UCUM, "code": "10*9/L"}), None),
-    # an element whose JSON name is not its model attribute ("class" is Encounter.class_fhir) is checked too
-    (lambda b: b["entry"].append({"resource": {"resourceType": "Encounter", "id": "e", "status": "finished", "class": {
-        "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB", "userSelected": "true"}}}),
-     "resource.class.userSelected: a FHIR boolean is JSON true or false, got 'true'"),
+    (lambda b: b["entry"][1]["resource"].update(valueQuantity={"value": True, "unit": "10*9/L"}), "a FHIR number is a JSON number, got True"),
+    (lambda b: b["entry"][2]["resource"]["code"]["coding"][0].update(code=63.9), "Condition/dm: code.coding.0.code: Input should be a valid string"),
     (lambda b: b["entry"].append({"resource": medicine("m", "methotrexate", "stopped")}), None),
-    (lambda b: b["entry"][0]["resource"].update(extension=_deep(3000)), "nested too deeply"),
+    # what the reader does not read never refuses a chart (issue 25): a resource type it does not use,
+    # an element it ignores, however malformed or deep
+    (lambda b: b["entry"].append({"resource": {"resourceType": "Encounter", "id": "e", "status": "finished", "class": {
+        "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB", "userSelected": "true"}}}), None),
+    (lambda b: b["entry"][0]["resource"].update(extension=_deep(3000)), None),
     (lambda b: b["entry"][0]["resource"].update(id="x" * 5_000_000), "at most 255 characters"),
 ])
 def test_a_bad_chart_is_one_bounded_line_naming_the_element(mutate, message):
