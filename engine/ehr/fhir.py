@@ -291,7 +291,8 @@ class Reader:
             elif kept is None and len(values) > 1:
                 self.skip(name, code, f"{fact}: conflicting results at the newest time ({', '.join(values)}): {fact} left unknown")
             elif kept is None:
-                unused = f"; {fact} left unknown, the older {', '.join(sorted({r[1] for r in older}))} not used in its place" if older else ""
+                usable_older = sorted({r[1] for r in older if r[2] is not None})
+                unused = f"; {fact} left unknown, the older {', '.join(usable_older)} not used in its place" if usable_older else ""
                 self.skip(name, code, why + unused)
         for when, name, _, code, _ in older:
             self.skip(name, code, f"superseded by the more recent {kept[1] if kept else max(r[1] for r in latest)}")
