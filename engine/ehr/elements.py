@@ -11,13 +11,22 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fhir_core.types import CodeType, DateTimeType, DateType, DecimalType, IdType, InstantType, StringType, UriType
+from fhir_core.types import (
+    CodeType,
+    DateTimeType,
+    DateType,
+    DecimalType,
+    IdType,
+    InstantType,
+    StringType,
+    UriType,
+)
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 
 def _json_number(value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
-        raise ValueError(f"a FHIR number is a JSON number, got {value!r:.40}")
+        raise ValueError(f"a FHIR number is a JSON number, got {value!r:.40}")  # noqa: TRY004 (pydantic reports ValueError)
     return value
 
 
@@ -127,8 +136,8 @@ class MedicationRequest(MedicationUse):
 class DraftOrder(MedicationRequest):
     """A draft order (CDS Hooks draftOrders): order-select data "may not yet be specified"."""
 
-    status: CodeType | None = None
-    intent: CodeType | None = None
+    status: CodeType | None = None  # type: ignore[assignment]
+    intent: CodeType | None = None  # type: ignore[assignment]
     subject: Reference | None = None  # type: ignore[assignment]
 
 

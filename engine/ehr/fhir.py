@@ -24,7 +24,7 @@ import re
 from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ..decision.result import Unmapped
 from ..knowledge.vocabulary import UnknownCode, icd10_code
@@ -121,7 +121,7 @@ def _name(raw: dict[str, Any], url: str = "") -> str:
     return f"{kind}/{rid if isinstance(rid, str) and len(rid) <= 64 else _clip(rid, 30)}"
 
 
-def parse(model: type, raw: Any, name: str, element: str = "") -> Any:
+def parse(model: type[BaseModel], raw: Any, name: str, element: str = "") -> Any:
     """`raw` validated by one of the `elements` models; a FhirError naming the resource and element."""
     try:
         return model.model_validate(raw)
@@ -152,6 +152,12 @@ def _raw_codes(concept: Any, system: str) -> set[str]:
     """The codes of one system in a CodeableConcept's JSON, for routing (nothing validated)."""
     codings = concept.get("coding") if isinstance(concept, dict) else None
     return {c["code"] for c in codings or [] if isinstance(c, dict) and c.get("system") == system and isinstance(c.get("code"), str)} if isinstance(codings, list) else set()
+
+
+def _items(raw: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    """The objects of a JSON array element, for routing (nothing validated)."""
+    items = raw.get(key)
+    return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
 
 
 def _status(concept: Any) -> str:
@@ -315,8 +321,7 @@ class Reader:
     def individual_sex(self, raw: dict[str, Any], resource: Any) -> str | None:
         """The US Core individual-sex extension's value, read by the draft mapping of fhir.yaml
         (its codes are not yet graded in codes.md); listed when not read."""
-        extensions = raw.get("extension") if isinstance(raw.get("extension"), list) else []
-        found = [e for e in extensions if isinstance(e, dict) and e.get("url") == INDIVIDUAL_SEX]
+        found = [e for e in _items(raw, "extension") if e.get("url") == INDIVIDUAL_SEX]
         codings = [parse(self.models.Extension, e, self.name(resource), "extension").valueCoding for e in found]
         keys = sorted({f"{c.system}|{c.code}" for c in codings if c is not None})
         mapped = self.pack.fhir.draft.sex
@@ -397,8 +402,7 @@ class Reader:
         name, status = self.name(raw), raw.get("status")
         if isinstance(status, str) and status not in FINAL:
             return self.skip(name, _listed(raw.get("code")), f"status {status}: only final results are used")
-        components = raw.get("component") if isinstance(raw.get("component"), list) else []
-        loinc = _raw_codes(raw.get("code"), LOINC) | {c for part in components if isinstance(part, dict) for c in _raw_codes(part.get("code"), LOINC)}
+        loinc = _raw_codes(raw.get("code"), LOINC) | {c for part in _items(raw, "component") for c in _raw_codes(part.get("code"), LOINC)}
         if not loinc & self.loinc:
             return self.skip(name, _listed(raw.get("code")), "no LOINC code the pack maps, with a quantity")
         resource = self.parse(raw)
