@@ -263,14 +263,14 @@ class Reader:
             else:
                 getattr(self, kind.lower())(raw)
         self.profile["labs"] = {lab: value for lab, results in sorted(self.labs.items()) if (value := self._newest(lab, results)) is not None}
-        self.profile.update({fact: self._newest(fact, results) for fact, results in sorted(self.answers.items())})
+        self.profile.update({fact: value for fact, results in sorted(self.answers.items()) if (value := self._newest(fact, results)) is not None})
         for condition, severities in sorted(self.severities.items()):
             if len(severities) > 1:
                 self.skip("Condition", condition, f"conflicting severities ({', '.join(sorted(severities))}): severity left unknown")
 
-    def parse(self, raw: dict[str, Any], model: Any = None) -> Any:
+    def parse(self, raw: dict[str, Any]) -> Any:
         """A resource's JSON as its `elements` model (what the rules read, strictly)."""
-        return parse(model or self.models.MODELS[raw["resourceType"]], raw, self.name(raw))
+        return parse(self.models.MODELS[raw["resourceType"]], raw, self.name(raw))
 
     def _newest(self, fact: str, results: list[Result]) -> Any:
         """The newest result decides, never an older one. A resource listed twice with different
