@@ -578,3 +578,15 @@ def test_a_synthea_chart_with_two_egfr_results_at_one_time_leaves_egfr_unknown()
 
 def test_the_sandbox_requests_are_all_there():
     assert [p.name for p in SANDBOX] == ["order-select-before-pick.json", "order-select-tofacitinib.json", "order-sign-tofacitinib.json"]
+
+
+def test_the_sandbox_requests_get_the_critical_tofacitinib_card_in_process(evaluator):
+    """What the sandbox built gets its cards (HTTP 400 on 58bcc60): the reader's leniency end to end."""
+    from jakcds.ehr.service import SERVICES, HookRequest, Service, Settings
+
+    service = Service(evaluator, Settings(base_url="http://127.0.0.1", verifier=None, as_of=datetime.date(2026, 12, 4)))
+    by_hook = {s["hook"]: sid for sid, s in SERVICES.items()}
+    for path in SANDBOX[1:]:  # after tofacitinib was picked
+        request = HookRequest(**json.loads(path.read_text()))
+        cards = service.call(by_hook[request.hook], request, request.prefetch or {})
+        assert [(c["indicator"], c["summary"].split(":")[0]) for c in cards] == [("critical", "Tofacitinib is not suggested for Atopic dermatitis")]
