@@ -28,6 +28,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections import Counter
 from collections.abc import Iterator
@@ -51,6 +52,7 @@ READ_TYPES = (*READ_PER_PATIENT, "Medication")  # what the FHIR reader reads
 SET_ASIDE = ("Observation",)  # the read type whose facts can be left unknown when one is malformed
 CLIENT_LOG = "log.ndjson"  # the bulk-data client's own log of the export, not resources
 LOINC = "http://loinc.org"
+EXPORT_REQUEST = re.compile(r"(.+?)/(?:Patient/|Group/[^/]+/)?\$export\b")  # the FHIR server's base, from the kick-off URL
 
 
 class ScreenError(ValueError):
@@ -116,17 +118,18 @@ def export_files(export: Path) -> tuple[list[Path], str]:
         data = json.loads(manifest.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise ScreenError(f"{manifest}: not a readable JSON manifest ({type(error).__name__})") from None
-    items = [*data.get("output", []), *data.get("error", [])] if isinstance(data, dict) else None
-    if not isinstance(items, list) or not all(isinstance(i, dict) and isinstance(i.get("url"), str) for i in items):
-        raise ScreenError(f"{manifest}: 'output' must be a list of objects with a 'url'")
+    lists = [data.get("output"), data.get("error", [])] if isinstance(data, dict) else [None]
+    if not all(isinstance(items, list) and all(isinstance(i, dict) and isinstance(i.get("url"), str) for i in items) for items in lists):
+        raise ScreenError(f"{manifest}: 'output' (and 'error') must be lists of objects with a 'url'")
+    items = [item for items in lists for item in items]
     files = [export / Path(item["url"].removeprefix("file://")).name for item in items]
     missing = next((p for p in files if not p.is_file()), None)
     if missing is not None:
         raise ScreenError(f"{manifest}: lists {missing.name}, which is not in {export}")
     if not files:
         raise ScreenError(f"{manifest}: lists no NDJSON files")
-    request = data.get("request")
-    return files, request.split("/$export")[0].split("/Patient/$export")[0].split("/Group/")[0].rstrip("/") if isinstance(request, str) else ""
+    base = EXPORT_REQUEST.match(data["request"]) if isinstance(data.get("request"), str) else None
+    return files, base.group(1) if base else ""
 
 
 def lines(path: Path, line_max: int = LINE_MAX) -> Iterator[tuple[int, bytes | None]]:
