@@ -161,6 +161,8 @@ def test_lines_skips_an_overlong_line_without_losing_the_next(tmp_path):
     path = tmp_path / "x.ndjson"
     path.write_bytes(b"a" * 10_000 + b"\n" + b"b" * 9 + b"\r\n" + b"c" * 10)
     assert list(screening.lines(path, line_max=10)) == [(1, None), (2, b"b" * 9), (3, b"c" * 10)]
+    path.write_bytes(b"\xef\xbb\xbf{}\n{}")  # a byte order mark opening the file is not part of the line
+    assert list(screening.lines(path)) == [(1, b"{}"), (2, b"{}")]
 
 
 def test_a_failed_rerun_leaves_no_earlier_outputs_and_no_partial_files(tmp_path, monkeypatch):

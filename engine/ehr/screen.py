@@ -30,6 +30,7 @@ import json
 import os
 import re
 import shutil
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ READ_TYPES = (*READ_PER_PATIENT, "Medication")  # what the FHIR reader reads
 SET_ASIDE = ("Observation",)  # the read type whose facts can be left unknown when one is malformed
 CLIENT_LOG = "log.ndjson"  # the bulk-data client's own log of the export, not resources
 LOINC = "http://loinc.org"
+RESOURCE_TYPE, MAX_TYPES = re.compile(r"[A-Z][A-Za-z]{1,63}"), 500  # FHIR R5 has ~160 resource types: counters stay small
 EXPORT_REQUEST = re.compile(r"(.+?)/(?:Patient/|Group/[^/]+/)?\$export\b")  # the FHIR server's base, from the kick-off URL
 
 
@@ -121,7 +123,7 @@ def export_files(export: Path) -> tuple[list[Path], str]:
     lists = [data.get("output"), data.get("error", [])] if isinstance(data, dict) else [None]
     if not all(isinstance(items, list) and all(isinstance(i, dict) and isinstance(i.get("url"), str) for i in items) for items in lists):
         raise ScreenError(f"{manifest}: 'output' (and 'error') must be lists of objects with a 'url'")
-    items = [item for items in lists for item in items]
+    items = [item for items in lists for item in items or []]
     files = [export / Path(item["url"].removeprefix("file://")).name for item in items]
     missing = next((p for p in files if not p.is_file()), None)
     if missing is not None:
@@ -133,8 +135,8 @@ def export_files(export: Path) -> tuple[list[Path], str]:
 
 
 def lines(path: Path, line_max: int = LINE_MAX) -> Iterator[tuple[int, bytes | None]]:
-    """(line number, line without its end) of a file; None for a line longer than line_max,
-    skipped to its end without being held."""
+    """(line number, line without its end or a leading UTF-8 byte order mark) of a file; None for
+    a line longer than line_max, skipped to its end without being held."""
     with open(path, "rb") as handle:
         number = 0
         while line := handle.readline(line_max + 1):
@@ -144,7 +146,7 @@ def lines(path: Path, line_max: int = LINE_MAX) -> Iterator[tuple[int, bytes | N
                     line = handle.readline(1 << 20)
                 yield number, None
             else:
-                yield number, line.rstrip(b"\r\n")
+                yield number, line.removeprefix(b"\xef\xbb\xbf" if number == 1 else b"").rstrip(b"\r\n")
 
 
 def partition(files: list[Path], buckets: Path, base: str = "", line_max: int = LINE_MAX) -> Partition:
@@ -153,7 +155,7 @@ def partition(files: list[Path], buckets: Path, base: str = "", line_max: int = 
     count = min(MAX_BUCKETS, max(BUCKETS, sum(p.stat().st_size for p in files) // BUCKET_BYTES + 1))
     paths = [buckets / f"{i:03d}.ndjson" for i in range(count)]
     handles = [open(p, "wb") for p in paths]
-    found = Partition()
+    found, types = Partition(), set[str]()
     try:
         for index, path in enumerate(files):
             if path.name == CLIENT_LOG:
@@ -165,7 +167,7 @@ def partition(files: list[Path], buckets: Path, base: str = "", line_max: int = 
                     continue
                 if not line.strip():
                     continue
-                resource, why = _parse(line)
+                resource, why = _parse(line, types)
                 if resource is None:
                     found.bad_line({"file": path.name, "line": number, "why": why})
                     continue
@@ -187,13 +189,19 @@ def partition(files: list[Path], buckets: Path, base: str = "", line_max: int = 
     return found
 
 
-def _parse(line: bytes) -> tuple[dict[str, Any] | None, str]:
+def _parse(line: bytes, types: set[str]) -> tuple[dict[str, Any] | None, str]:
+    """The resource on a line, or why it is a bad line (`types`: the resource types seen so far)."""
     try:
         resource = orjson.loads(line)
     except orjson.JSONDecodeError as error:
         return None, "not UTF-8" if "utf-8" in str(error).lower() else "not JSON"
     if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
         return None, "not a FHIR resource (no resourceType)"
+    kind = resource["resourceType"]
+    if kind not in types:
+        if not RESOURCE_TYPE.fullmatch(kind) or len(types) >= MAX_TYPES:
+            return None, "not a FHIR resource type"
+        types.add(kind)
     return resource, ""
 
 
@@ -214,9 +222,9 @@ def evaluate_bucket(bucket: str, job: Job) -> dict[str, int]:
     ev = evaluator(job.rules, job.include_draft)  # built once per worker process, then cached
     patients: dict[str, list[tuple[str, int, bytes]]] = {}
     with open(bucket, "rb") as handle:
-        for line in handle:
-            index, number, patient, raw = line.rstrip(b"\n").split(b"\t", 3)
-            patients.setdefault(orjson.loads(patient), []).append((job.files[int(index)], int(number), raw))
+        for entry in handle:
+            index, number, key, raw = entry.rstrip(b"\n").split(b"\t", 3)
+            patients.setdefault(orjson.loads(key), []).append((job.files[int(index)], int(number), raw))
     name = Path(bucket).stem
     counts: Counter[str] = Counter()
     parts = Path(job.parts)
@@ -254,9 +262,8 @@ def screen_patient(ev: Any, patient: str, items: list[tuple[str, int, bytes]],
             rows += [_candidate(patient, condition, c) for c in result.candidates]
             rows += _findings(result, ev.plan.by_id, patient, condition, on_jak)
     except InputError as error:
-        line = {"patient": patient, "error": str(error)}
-        return line, [["not_assessed", patient, "", "", "", "", "", "", ""]], [_listed(i) for i in aside]
-    line = {"patient": patient, "on_jak_inhibitor": on_jak, "results": results,
+        return {"patient": patient, "error": str(error)}, [["not_assessed", patient, *[""] * 7]], [_listed(i) for i in aside]
+    line: dict[str, Any] = {"patient": patient, "on_jak_inhibitor": on_jak, "results": results,
             "unmapped": [u.model_dump() for u in reader.sorted_unmapped()]}
     return line, rows, [_listed(i) for i in aside]
 
@@ -387,8 +394,6 @@ def screen(export: Path, out: Path, *, rules: str | None = None, include_draft: 
     """Screen a bulk export into `out`. scheduler: None (local processes, `workers` of them; 1
     runs in this process), a Dask distributed address, or a distributed Client / cluster.
     Raises ScreenError on an export or output folder that cannot be used, OSError on a failed write."""
-    import time
-
     files, base = export_files(export)
     _clear(out)
     work = out / WORK
@@ -399,7 +404,7 @@ def screen(export: Path, out: Path, *, rules: str | None = None, include_draft: 
         job = Job(rules, include_draft, (as_of or date.today()).isoformat(), str(work / "parts"), tuple(p.name for p in files))
         counts = _run(found, job, scheduler, workers, progress)
         total = sum((Counter(c) for c in counts), Counter())
-        summary = {"resources": dict(sorted(found.resources.items())), "not_about_a_patient": dict(sorted(found.other.items())),
+        summary: dict[str, Any] = {"resources": dict(sorted(found.resources.items())), "not_about_a_patient": dict(sorted(found.other.items())),
                    "files_not_read": found.not_read, "bad_lines": found.bad, "bad_resources": total["bad_resources"],
                    "patients": total["evaluated"] + total["input_errors"], "evaluated": total["evaluated"],
                    "input_errors": total["input_errors"], "summary_rows": total["summary_rows"]}
@@ -439,16 +444,25 @@ def _write(out: Path, name: str, text: str) -> None:
 
 
 def _run(found: Partition, job: Job, scheduler: Any, workers: int | None, progress: bool) -> list[dict[str, int]]:
-    """Every bucket evaluated (one Dask task each); the progress bar counts patients."""
+    """Every bucket evaluated (one Dask task each), with a progress bar on stderr counting patients."""
     import dask
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     tasks = [dask.delayed(evaluate_bucket)(bucket, job) for bucket in found.buckets]
-    with _Bar(found.patients, progress) as bar:
+    bar = Progress("screening", BarColumn(), MofNCompleteColumn(), "patients", TimeElapsedColumn(),
+                   console=Console(stderr=True), disable=not progress)
+    patients = bar.add_task("screen", total=found.patients)
+
+    def done(counts: dict[str, int]) -> None:
+        bar.advance(patients, counts.get("evaluated", 0) + counts.get("input_errors", 0))
+
+    with bar:
         if scheduler is None:
             from dask.callbacks import Callback
 
             local = "synchronous" if workers == 1 else "processes"
-            with Callback(posttask=lambda key, result, *_: bar.done(result)):
+            with Callback(posttask=lambda key, result, *_: done(result)):
                 return list(dask.compute(*tasks, scheduler=local, num_workers=workers or os.cpu_count()))
         from distributed import Client, as_completed
 
@@ -456,33 +470,11 @@ def _run(found: Partition, job: Job, scheduler: Any, workers: int | None, progre
         try:
             futures = client.compute(tasks)
             for future in as_completed(futures):
-                bar.done(future.result())
+                done(future.result())
             return client.gather(futures)
         finally:
             if client is not scheduler:
                 client.close()
-
-
-class _Bar:
-    """A patients progress bar on stderr (rich), or nothing."""
-
-    def __init__(self, total: int, shown: bool):
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-        self.bar = Progress("screening", BarColumn(), MofNCompleteColumn(), "patients", TimeElapsedColumn(),
-                            console=Console(stderr=True), disable=not shown, transient=False)
-        self.task = self.bar.add_task("screen", total=total)
-
-    def __enter__(self) -> _Bar:
-        self.bar.start()
-        return self
-
-    def __exit__(self, *_: Any) -> None:
-        self.bar.stop()
-
-    def done(self, counts: dict[str, int]) -> None:
-        self.bar.advance(self.task, counts.get("evaluated", 0) + counts.get("input_errors", 0))
 
 
 def _join(out: Path, parts: Path, found: Partition) -> int:
