@@ -7,8 +7,8 @@ JAK patients) repeated COPIES times under new ids (60 copies: ~123,000 resources
 In one run it prints, in CPU time (so the machine's other load mostly cancels out):
 - the floor: every line read and parsed with plain `json.loads` (and with orjson), as patients per
   CPU-second of the same files;
-- `screen` in one process: patients per CPU-second, its ratio to the floor, and where the CPU goes
-  (the partition pass, the FHIR reader `read_chart`, the rest);
+- `screen` in one process: patients per CPU-second, its ratio to the floor, the partition pass
+  alone (timed), and where the CPU goes (cProfile: the partition pass, the FHIR reader `read_chart`);
 - `screen` with the local process scheduler (wall time only: its workers' CPU is not ours to
   read) and whether its files are byte-identical to the one-process run.
 """
@@ -29,7 +29,7 @@ from pathlib import Path
 
 from make_bulk_export import renamed
 
-from jakcds.ehr.screen import screen
+from jakcds.ehr.screen import export_files, partition, screen
 
 FIXTURE = Path(__file__).resolve().parents[1] / "cases" / "screening" / "export"
 OUTPUTS = ("results.ndjson", "summary.csv", "summary.parquet", "bad_lines.ndjson", "counts.json")
@@ -91,6 +91,10 @@ def main() -> None:
               f"(orjson: {patients / fast:,.0f} patients/CPU-s)")
         print(f"screen, one process: {patients:,} patients in {cpu:.1f} CPU-s = {patients / cpu:.1f} patients/CPU-s, "
               f"{plain and (patients / plain) / (patients / cpu):.1f}x below the json.loads floor")
+        started = time.process_time()
+        partition(export_files(export)[0], Path(tmp) / "buckets")
+        alone = time.process_time() - started
+        print(f"the partition pass alone: {resources / alone:,.0f} resources/CPU-s ({100 * alone / cpu:.0f}% of the one-process screen)")
         profile = cProfile.Profile()
         profile.enable()
         screen(export, Path(tmp) / "profiled", as_of=AS_OF, workers=1)
