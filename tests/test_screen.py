@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 import pyarrow as pa
@@ -163,6 +164,19 @@ def test_lines_skips_an_overlong_line_without_losing_the_next(tmp_path):
     assert list(screening.lines(path, line_max=10)) == [(1, None), (2, b"b" * 9), (3, b"c" * 10)]
     path.write_bytes(b"\xef\xbb\xbf{}\n{}")  # a byte order mark opening the file is not part of the line
     assert list(screening.lines(path)) == [(1, b"{}"), (2, b"{}")]
+
+
+def test_an_overlong_line_is_never_held_in_memory(tmp_path):
+    path = tmp_path / "Observation.ndjson"
+    with open(path, "wb") as out:
+        out.write(b'{"resourceType":"Observation","note":"' + b"x" * 40_000_000 + b'"}\n{}\n')
+    tracemalloc.start()
+    try:
+        assert [number for number, line in screening.lines(path, line_max=2**20) if line is None] == [1]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 2**20, peak
 
 
 def test_a_failed_rerun_leaves_no_earlier_outputs_and_no_partial_files(tmp_path, monkeypatch):

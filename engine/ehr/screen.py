@@ -404,20 +404,18 @@ def screen(export: Path, out: Path, *, rules: str | None = None, include_draft: 
         job = Job(rules, include_draft, (as_of or date.today()).isoformat(), str(work / "parts"), tuple(p.name for p in files))
         counts = _run(found, job, scheduler, workers, progress)
         total = sum((Counter(c) for c in counts), Counter())
-        summary: dict[str, Any] = {"resources": dict(sorted(found.resources.items())), "not_about_a_patient": dict(sorted(found.other.items())),
-                   "files_not_read": found.not_read, "bad_lines": found.bad, "bad_resources": total["bad_resources"],
-                   "patients": total["evaluated"] + total["input_errors"], "evaluated": total["evaluated"],
-                   "input_errors": total["input_errors"], "summary_rows": total["summary_rows"]}
-        listed = _join(out, work / "parts", found)
-        summary["bad_listed"] = listed
-        _write(out, "counts.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        summary: dict[str, Any] = {
+            "resources": dict(sorted(found.resources.items())), "not_about_a_patient": dict(sorted(found.other.items())),
+            "files_not_read": found.not_read, "bad_lines": found.bad, "bad_resources": total["bad_resources"],
+            "bad_listed": _join(out, work / "parts", found), "patients": total["evaluated"] + total["input_errors"],
+            "evaluated": total["evaluated"], "input_errors": total["input_errors"], "summary_rows": total["summary_rows"]}
+        (out / (TEMP + "counts.json")).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         for name in OUTPUTS:
             os.replace(out / (TEMP + name), out / name)
-        _write(out, MARKER, "")
-        os.replace(out / (TEMP + MARKER), out / MARKER)
+        (out / MARKER).write_bytes(b"")  # last: the outputs are complete
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        for name in (*OUTPUTS, MARKER):
+        for name in OUTPUTS:
             (out / (TEMP + name)).unlink(missing_ok=True)
     seconds = time.perf_counter() - started
     return {**summary, "seconds": seconds, "patients_per_second": summary["patients"] / seconds if seconds else 0.0}
@@ -437,10 +435,6 @@ def _clear(out: Path) -> None:
     for name in OUTPUTS:
         (out / name).unlink(missing_ok=True)
     shutil.rmtree(out / WORK, ignore_errors=True)
-
-
-def _write(out: Path, name: str, text: str) -> None:
-    (out / (TEMP + name)).write_text(text, encoding="utf-8")
 
 
 def _run(found: Partition, job: Job, scheduler: Any, workers: int | None, progress: bool) -> list[dict[str, int]]:
