@@ -325,7 +325,7 @@ def serve(
 @app.command()
 def screen(
     export: Annotated[Path, typer.Argument(help="a FHIR Bulk Data export: a folder of *.ndjson files (or with its $export manifest)")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="where results.ndjson, summary.csv/.parquet, bad_lines.ndjson and counts.json go")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="a new or earlier screen's folder: results.ndjson, summary.csv/.parquet, bad_lines.ndjson, counts.json, then _SUCCESS when complete")],
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="a Dask distributed scheduler address (default: this machine's cores)")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="local worker processes (default: all cores; 1: in this process)")] = None,
     as_of: AsOfOption = None,
