@@ -121,6 +121,24 @@ def test_what_a_malformed_observation_could_say_is_unknown_never_an_older_value(
     assert any(u["resource"] == "Observation/tofa-lym-2" and u["why"].endswith("left unknown: lymphocytes") for u in tofa["unmapped"])
 
 
+def test_an_observation_whose_code_cannot_be_read_leaves_every_lab_unknown(tmp_path):
+    broken = json.dumps({"resourceType": "Observation", "id": "tofa-odd", "status": "final", "subject": {"reference": "Patient/jak-tofa-1"},
+                         "code": {"coding": "731-0"}})
+    screen(jak_export(tmp_path, {"Observation.ndjson": [broken]}), tmp_path / "out", as_of=AS_OF, workers=1)
+    assert "LABEL-TOF-001" not in read(tmp_path / "out", "summary.csv")
+    tofa = next(json.loads(line) for line in read(tmp_path / "out", "results.ndjson").splitlines() if '"jak-tofa-1"' in line)
+    [unmapped] = [u for u in tofa["unmapped"] if u["resource"] == "Observation/tofa-odd"]
+    assert "left unknown: breastfeeding" not in unmapped["why"] and "egfr, hemoglobin, lymphocytes" in unmapped["why"]
+
+
+def test_a_line_too_deep_for_python_leaves_the_patient_not_assessed(tmp_path):
+    deep = '{"resourceType":"Observation","id":"deep","subject":{"reference":"Patient/jak-tofa-1"},"extension":' + "[" * 1010 + "]" * 1010 + "}"
+    figures = screen(jak_export(tmp_path, {"Observation.ndjson": [deep]}), tmp_path / "out", as_of=AS_OF, workers=1)
+    assert (figures["bad_lines"], figures["input_errors"]) == (0, 1)
+    assert "not_assessed,jak-tofa-1" in read(tmp_path / "out", "summary.csv")
+    assert bad_lines(tmp_path / "out")[0]["why"] == "patient not assessed: not JSON to Python's parser"
+
+
 def test_a_malformed_condition_leaves_the_patient_not_assessed_and_named(tmp_path):
     broken = '{"resourceType":"Condition","id":"tofa-bad","subject":{"reference":"Patient/jak-tofa-1"},"code":"C50.9"}'
     figures = screen(jak_export(tmp_path, {"Condition.ndjson": [broken]}), tmp_path / "out", as_of=AS_OF, workers=1)

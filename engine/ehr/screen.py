@@ -269,14 +269,14 @@ def screen_patient(ev: Any, patient: str, items: list[tuple[str, int, bytes]],
 
 
 def _parsed(items: list[tuple[str, int, bytes]], aside: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str, int]]:
-    """The patient's resources with their file and line, sorted by type and id (a line Python's
-    parser refuses, deeper than orjson's limit, is set aside)."""
+    """The patient's resources with their file and line, sorted by type and id. A line Python's
+    parser refuses (nested deeper than it reads) is set aside as `fatal`: what it is cannot be told."""
     parsed = []
     for file, number, raw in items:
         try:
             parsed.append((json.loads(raw), file, number))
         except (ValueError, RecursionError):
-            aside.append({"file": file, "line": number, "resource": None, "why": "not JSON to Python's parser", "fatal": False})
+            aside.append({"file": file, "line": number, "resource": None, "why": "not JSON to Python's parser", "fatal": True})
     return sorted(parsed, key=lambda item: (str(item[0].get("resourceType")), str(item[0].get("id")), item[1], item[2]))
 
 
@@ -289,6 +289,8 @@ def _read(ev: Any, resources: list[tuple[dict[str, Any], str, int]], as_of: date
     from ..decision.evaluate import InputError
     from .chart import read_chart
 
+    if aside:  # a line that could not be parsed
+        raise InputError(f"{aside[0]['file']} line {aside[0]['line']}: {aside[0]['why']}")
     try:
         reader = read_chart(ev, _bundle(resources), as_of)
     except InputError:
@@ -319,7 +321,7 @@ def _bundle(resources: list[tuple[dict[str, Any], str, int]]) -> dict[str, Any]:
 def _unknown(ev: Any, reader: Any, item: dict[str, Any]) -> None:
     """What a set-aside resource could have said, taken out of what the reader read, and listed."""
     resource = item["resource"]
-    if resource is not None and resource.get("resourceType") != "Observation":
+    if resource.get("resourceType") != "Observation":
         return reader.skip(_name(resource), "", f"set aside, malformed: {item['why']}")
     facts = _facts(ev, resource, reader.drafts)
     for fact in facts:
@@ -328,7 +330,7 @@ def _unknown(ev: Any, reader: Any, item: dict[str, Any]) -> None:
     reader.skip(_name(resource), "", f"set aside, malformed: {item['why']}; left unknown: {', '.join(facts) or 'nothing the pack reads'}")
 
 
-def _facts(ev: Any, resource: dict[str, Any] | None, drafts: bool) -> list[str]:
+def _facts(ev: Any, resource: dict[str, Any], drafts: bool) -> list[str]:
     """The labs and Observation facts a malformed Observation could have given: those its LOINC
     codes map to, or all of them when its codes cannot be read."""
     observed = {**ev.pack.fhir.observations, **(ev.pack.fhir.draft.observations if drafts else {})}
@@ -338,9 +340,9 @@ def _facts(ev: Any, resource: dict[str, Any] | None, drafts: bool) -> list[str]:
     return sorted(mappings if codes is None else (name for name, loinc in mappings.items() if loinc & codes))
 
 
-def _loinc(resource: dict[str, Any] | None) -> set[str] | None:
+def _loinc(resource: dict[str, Any]) -> set[str] | None:
     """The LOINC codes of an Observation's code and components; None when they cannot be read."""
-    if resource is None:
+    if not isinstance(resource.get("component") or [], list):
         return None
     concepts = [resource.get("code")] + [c.get("code") if isinstance(c, dict) else c for c in resource.get("component") or []]
     codes: set[str] = set()
