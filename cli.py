@@ -345,7 +345,7 @@ def serve(
 @app.command()
 def screen(
     export: Annotated[Path, typer.Argument(help="a FHIR Bulk Data export: a folder of *.ndjson files (or with its $export manifest)")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="where results.ndjson, summary.csv/.parquet, bad_lines.ndjson and counts.json go")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="a new or earlier screen's folder: results.ndjson, summary.csv/.parquet, bad_lines.ndjson, counts.json, then _SUCCESS when complete")],
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="a Dask distributed scheduler address (default: this machine's cores)")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="local worker processes (default: all cores; 1: in this process)")] = None,
     as_of: AsOfOption = None,
@@ -353,16 +353,23 @@ def screen(
     include_draft: DraftOption = False,
 ) -> None:
     """Screen a whole population: every patient's candidates, and every patient on a JAK inhibitor with a finding."""
+    from jakcds.ehr.screen import ScreenError
     from jakcds.ehr.screen import screen as run_screen
 
     if not export.is_dir():
         fail(f"{export}: not a folder")
     ev = load(rules, include_draft)  # a refused pack exits 3 before any work
-    figures = run_screen(export, out, rules=None if ev.info.path == "(built-in)" else ev.info.path, include_draft=include_draft,
-                         as_of=as_of.date() if as_of else None, scheduler=scheduler, workers=workers, progress=sys.stderr.isatty())
-    typer.echo(f"{figures['patients']:,} patients ({figures['evaluated']:,} evaluated, {figures['input_errors']} refused), "
-               f"{sum(figures['resources'].values()):,} resources, {figures['bad_lines']} bad lines; "
-               f"{figures['summary_rows']:,} summary rows; {figures['patients_per_second']:,.1f} patients/s -> {out}")
+    try:
+        figures = run_screen(export, out, rules=None if ev.info.path == "(built-in)" else ev.info.path, include_draft=include_draft,
+                             as_of=as_of.date() if as_of else None, scheduler=scheduler, workers=workers, progress=sys.stderr.isatty())
+    except ScreenError as error:
+        fail(str(error))
+    except OSError as error:  # a full disk, a folder that cannot be written
+        fail(f"{out}: {error.strerror or error}{f' ({error.filename})' if error.filename else ''}")
+    typer.echo(f"{figures['patients']:,} patients ({figures['evaluated']:,} evaluated, {figures['input_errors']} not assessed), "
+               f"{sum(figures['resources'].values()):,} resources, {figures['bad_lines']} bad lines, "
+               f"{figures['bad_resources']} resources set aside; {figures['summary_rows']:,} summary rows; "
+               f"{figures['patients_per_second']:,.1f} patients/s -> {out}")
 
 
 @app.command()

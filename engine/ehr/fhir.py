@@ -154,6 +154,14 @@ def _raw_codes(concept: Any, system: str) -> set[str]:
     return {c["code"] for c in codings or [] if isinstance(c, dict) and c.get("system") == system and isinstance(c.get("code"), str)} if isinstance(codings, list) else set()
 
 
+def _routable(concept: Any) -> bool:
+    """A CodeableConcept's JSON whose codings can be told apart without validating it."""
+    if concept is None:
+        return True
+    codings = concept.get("coding", []) if isinstance(concept, dict) else None
+    return isinstance(codings, list) and all(isinstance(c, dict) for c in codings)
+
+
 def _items(raw: dict[str, Any], key: str) -> list[dict[str, Any]]:
     """The objects of a JSON array element, for routing (nothing validated)."""
     items = raw.get(key)
@@ -402,7 +410,10 @@ class Reader:
         name, status = self.name(raw), raw.get("status")
         if isinstance(status, str) and status not in FINAL:
             return self.skip(name, _listed(raw.get("code")), f"status {status}: only final results are used")
-        loinc = _raw_codes(raw.get("code"), LOINC) | {c for part in _items(raw, "component") for c in _raw_codes(part.get("code"), LOINC)}
+        concepts = [raw.get("code"), *(part.get("code") for part in _items(raw, "component"))]
+        if not all(map(_routable, concepts)):  # a code the router cannot read may be a mapped lab's: read strictly
+            self.parse(raw)
+        loinc = {c for concept in concepts for c in _raw_codes(concept, LOINC)}
         if not loinc & self.loinc:
             return self.skip(name, _listed(raw.get("code")), "no LOINC code the pack maps, with a quantity")
         resource = self.parse(raw)

@@ -265,18 +265,18 @@ class BulkJob:
 _packs: dict[tuple[str, str, bool], Packs] = {}  # per worker process: each pack compiled once
 
 
-def impact_bucket(bucket: str, job: BulkJob) -> int:
-    """One task: the bucket's patients (each one chart), both packs; changes to a part file. Patients back."""
+def impact_bucket(bucket: str, job: BulkJob) -> dict[str, int]:
+    """One task: the bucket's patients (each one chart), both packs; changes to a part file. Counts back."""
     key = (job.base, job.head, job.include_draft)
     if key not in _packs:
         _packs[key] = Packs(pack_evaluator(Path(job.base), job.include_draft), pack_evaluator(Path(job.head), job.include_draft))
     packs = _packs[key]
     drugs_of = packs.drugs_of()
     patients: dict[str, list[dict[str, Any]]] = {}
-    with open(bucket, encoding="utf-8") as lines:
-        for line in lines:
-            patient, resource = json.loads(line)
-            patients.setdefault(patient, []).append(resource)
+    with open(bucket, "rb") as lines:
+        for line in lines:  # the screening partition's lines: file index, line number, patient, resource
+            _, _, patient, resource = line.rstrip(b"\n").split(b"\t", 3)
+            patients.setdefault(json.loads(patient), []).append(json.loads(resource))
     with open(Path(job.parts) / f"{Path(bucket).stem}.impact.ndjson", "w", encoding="utf-8") as part:
         for patient in sorted(patients):
             entries = sorted(patients[patient], key=lambda r: (str(r.get("resourceType")), str(r.get("id"))))
@@ -284,20 +284,20 @@ def impact_bucket(bucket: str, job: BulkJob) -> int:
             found = patient_changes(packs, patient, chart, drugs_of, as_of=date.fromisoformat(job.as_of))
             if found:
                 part.write(json.dumps([patient, [asdict(c) for c in found]]) + "\n")
-    return len(patients)
+    return {"evaluated": len(patients)}
 
 
 def _bulk(folders: tuple[Path, Path], export: Path, out: Path, include_draft: bool, as_of: date, workers: int | None) -> tuple[dict[str, list[Change]], int]:
-    from ..ehr.screen import partition, run_tasks
+    from ..ehr.screen import export_files, partition, run_tasks
 
     buckets, parts = out / "buckets", out / "parts"
     parts.mkdir(parents=True, exist_ok=True)
-    partition(export, buckets)
+    files, base = export_files(export)
+    found = partition(files, buckets, base)
     job = BulkJob(str(folders[0].resolve()), str(folders[1].resolve()), include_draft, as_of.isoformat(), str(parts))
-    files = [str(p) for p in sorted(buckets.glob("*.ndjson")) if p.stat().st_size]
-    total = sum(run_tasks(files, impact_bucket, job, workers=workers))
+    total = sum(counts["evaluated"] for counts in run_tasks(found.buckets, impact_bucket, job, workers=workers))
     changed: dict[str, list[Change]] = {}
-    for name in files:
+    for name in found.buckets:
         with open(parts / f"{Path(name).stem}.impact.ndjson", encoding="utf-8") as part:
             for line in part:
                 patient, found = json.loads(line)
