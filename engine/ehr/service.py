@@ -4,12 +4,22 @@
   POST /cds-services/{id}             jak-options (patient-view), jak-order-select, jak-order-sign
   POST /cds-services/{id}/feedback    accepted / overridden cards, recorded with the ruleset sha256
 
-Data come from `prefetch`; a missing prefetch key is fetched from `fhirServer` (with the bearer
-token of `fhirAuthorization`) if the caller's issuer allows that server, within a size cap and a
-total deadline; if it cannot be, the answer is 412. The JWT is checked before the body is read;
-charts are read and the rules run in a pool of worker processes, so a large chart delays only
-itself. Replay cache, issued cards and feedback live in one SQLite store shared by workers.
-Every request is logged as one JSON line on the `jakcds.decisions` logger, without patient data.
+Data come from `prefetch`; a prefetch key that is missing, or an OperationOutcome (the EHR could
+not fetch it), is fetched from `fhirServer` (with the bearer token of `fhirAuthorization`) if the
+caller's issuer allows that server, within a size cap and a total deadline; if it cannot be, the
+answer is 412.
+
+A card is given only where there is something to say. No card: a patient-view without an active
+skin condition the pack maps (the spec's "no decision support"), an order for another medicine,
+a draft order with no medicine chosen yet. A `JAKCDS-003` "not checked" info card: a drafted order
+that may be for a JAK inhibitor and that the service could not check (its order or medicine
+unreadable, its reason outside the skin, no skin condition to check it against), since silence
+would read as "no objection".
+
+The JWT is checked before the body is read; a large or fetched chart is read and its rules run in
+a pool of worker processes, so it delays only itself. An engine failure is a 500 naming the
+decision id, logged. Replay cache, issued cards and feedback (within a per-issuer quota) live in one
+SQLite store shared by workers. Every request is logged as one JSON line on the `jakcds.decisions` logger, without patient data.
 """
 
 from __future__ import annotations
@@ -41,11 +51,11 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from ..decision.evaluate import Evaluator, InputError
 from ..decision.result import BUILT_IN
+from ..decision.session import EngineError
 from ..knowledge.pack import Pack
 from ..knowledge.vocabulary import UnknownCode
 from . import cards
 from .auth import Unauthorized, Verifier
-from ..decision.session import EngineError
 from .chart import evaluate_read, read_chart
 from .fhir import LOINC, FhirError, Reader, about, load_models, resources
 from .limits import MAX_BODY
@@ -72,7 +82,7 @@ def prefetch_templates(pack: Pack) -> dict[str, str]:
     }
 
 
-NOT_CHECKED = "JAKCDS-003"  # built-in: an order, or a chart, the service could not check
+NOT_CHECKED = "JAKCDS-003"  # built-in: an order the service could not check
 MAX_PAGES = 20  # of one search fetched from fhirServer
 # a request body up to this size is answered on the event loop (~3 ms of CPU); a larger one, whose
 # FHIR parsing takes long, in a worker process (the hand-off costs about as much as a small request)
