@@ -18,8 +18,9 @@ would read as "no objection".
 
 The JWT is checked before the body is read; a large or fetched chart is read and its rules run in
 a pool of worker processes, so it delays only itself. An engine failure is a 500 naming the
-decision id, logged. Replay cache, issued cards and feedback (within a per-issuer quota) live in one
-SQLite store shared by workers. Every request is logged as one JSON line on the `jakcds.decisions` logger, without patient data.
+decision id, logged. Replay cache, issued cards and feedback (within a per-issuer quota) live in
+one SQLite store shared by workers. Every request is logged as one JSON line on the
+`jakcds.decisions` logger, without patient data.
 """
 
 from __future__ import annotations
