@@ -24,9 +24,10 @@ CREATE TABLE IF NOT EXISTS feedback (id INTEGER PRIMARY KEY, card TEXT NOT NULL,
 CREATE TABLE IF NOT EXISTS feedback_use (issuer TEXT NOT NULL, at REAL NOT NULL, bytes INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS jti_forget ON jti (forget_after);
 CREATE INDEX IF NOT EXISTS feedback_use_at ON feedback_use (issuer, at);
+CREATE INDEX IF NOT EXISTS feedback_use_purge ON feedback_use (at);
 CREATE INDEX IF NOT EXISTS card_issued ON card (issued);
 """
-# the indexes keep each write's purge of forgotten ids and expired cards from scanning the table
+# the indexes keep each write's purge of forgotten ids, expired cards and old feedback use from scanning the table
 # (an hour of token ids at 240 requests/s is ~860,000 rows)
 CARD_DAYS = 30  # how long an issued card can receive feedback
 
