@@ -319,6 +319,7 @@ def serve(
     import uvicorn
 
     from jakcds.ehr.auth import load_issuers
+    from jakcds.ehr.limits import describe, uvicorn_options
     from jakcds.ehr.service import ENVIRONMENT
 
     if insecure_dev == bool(issuers):
@@ -339,7 +340,9 @@ def serve(
         "issuers": str(issuers.resolve()) if issuers else None, "base_url": base_url or f"http://{host}:{port}",
         "store": str(store.resolve()), "cors": cors_origin or [], "processes": processes,
     })
-    uvicorn.run("jakcds.ehr.service:from_environment", factory=True, workers=workers, host=host, port=port, log_level="warning")
+    typer.echo(describe(), err=True)
+    uvicorn.run("jakcds.ehr.service:from_environment", factory=True, workers=workers, host=host, port=port, log_level="warning",
+                **uvicorn_options())
 
 
 @app.command()

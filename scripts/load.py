@@ -6,8 +6,8 @@ Starts `jakcds serve` (JWT on, a dev issuer) as a second process on loopback, th
 from this process with N concurrent clients (asyncio + httpx), alternating the shipped
 patient-view and order-sign requests, each with its own pre-minted token (minting is not
 timed; each client's connection is opened with one untimed request first). It prints the
-server's CPU per request and its own. Both processes share this machine's cores, so compare
-figures from one run.
+service's HTTP limits (as `jakcds serve` prints them), the server's CPU per request and its
+own. Both processes share this machine's cores, so compare figures from one run.
 """
 
 from __future__ import annotations
@@ -118,13 +118,16 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(10)
-        timings = [json.loads(line[line.index("{"):])["ms"] for line in log.read_text().splitlines() if "\"ms\"" in line]
+        lines = log.read_text().splitlines()
+        timings = [json.loads(line[line.index("{"):])["ms"] for line in lines if "\"ms\"" in line]
+        limits = next((line for line in lines if line.startswith("limits per server process")), "limits: not printed by serve")
     ms = sorted(x * 1000 for x in latencies)
     cut = statistics.quantiles(ms, n=100)
     errors = sum(n for status, n in statuses.items() if status != 200)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"{args.requests} requests, {args.clients} concurrent clients, patient-view and order-sign alternating; "
           f"serve --workers {args.workers} --processes {args.processes}")
+    print(f"service {limits}")
     print(f"latency ms: p50 {cut[49]:.1f}  p95 {cut[94]:.1f}  p99 {cut[98]:.1f}  max {ms[-1]:.1f}")
     print(f"throughput: {len(ms) / elapsed:.0f} requests/s; errors: {errors} (statuses {dict(sorted(statuses.items()))})")
     print(f"server-side handling (decision log), ms: median {statistics.median(timings):.1f}, p99 {statistics.quantiles(timings, n=100)[98]:.1f}")

@@ -1,8 +1,13 @@
 """engine/auth.py on the CDS Hooks 2.0 spec's own test vector (§Trusting CDS Clients, Example):
 its ES384 token verifies against its JWK Set, and is then refused only because it expired in 2015."""
 
+import time
+import uuid
+
 import jwt
 import pytest
+
+from cds_keys import EC_KEY, ISSUER, JWKS
 
 from jakcds.ehr.auth import Issuer, Unauthorized, Verifier
 
@@ -43,3 +48,19 @@ def test_a_tampered_spec_token_fails_its_signature():
 def test_the_spec_token_is_refused_for_an_unlisted_jku_or_issuer():
     assert refusal(spec_verifier(jku="https://other.example.com/jwks"), SPEC_TOKEN) == "jku not allowed for this issuer"
     assert refusal(Verifier({}), SPEC_TOKEN).startswith("issuer not allowed")
+
+
+def own_token(**claims: object) -> str:
+    now = int(time.time())
+    payload = {"iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 300, "jti": str(uuid.uuid4())} | claims
+    return jwt.encode(payload, EC_KEY, algorithm="ES384", headers={"typ": "JWT", "kid": "ec-1"})
+
+
+@pytest.mark.parametrize("claims", [
+    {"iat": str(int(time.time()))}, {"iat": True}, {"exp": str(int(time.time()) + 300)}, {"nbf": "0"},
+    {"jti": ""}, {"jti": "j" * 65_536}, {"jti": 7},
+], ids=["iat string", "iat true", "exp string", "nbf string", "jti empty", "jti 64 KiB", "jti number"])
+def test_claims_of_the_wrong_type_are_refused(claims: dict[str, object]) -> None:
+    verifier = Verifier({ISSUER: Issuer(jwt.PyJWKSet.from_dict(JWKS))})
+    assert verifier.verify(f"Bearer {own_token()}", AUDIENCE)["iss"] == ISSUER  # the same token, well typed, passes
+    refusal(verifier, own_token(**claims))

@@ -4,8 +4,11 @@ signed JWTs (tests/cds_keys.py); its stderr (the decision log) and feedback log 
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import copy
 import json
+import re
+import resource
 import socket
 import subprocess
 import sys
@@ -22,6 +25,7 @@ from urllib.parse import unquote
 import httpx
 import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from jsonschema import Draft202012Validator
 
 import jakcds
@@ -82,8 +86,8 @@ class Server:
             self.process.wait()
 
 
-def start(directory: Path, *args: str, timeout: float = 30) -> Server:
-    """`jakcds serve` on a free loopback port, once the port answers."""
+def start(directory: Path, *args: str, timeout: float = 30, files: int | None = None) -> Server:
+    """`jakcds serve` on a free loopback port, once the port answers; `files`: its limit of open files."""
     port = free_port()
     stderr_file = directory / f"serve-{port}.stderr"
     if "--store" not in args:
@@ -92,6 +96,7 @@ def start(directory: Path, *args: str, timeout: float = 30) -> Server:
         process = subprocess.Popen(
             [str(JAKCDS), "serve", "--host", "127.0.0.1", "--port", str(port), *args],
             stdout=subprocess.DEVNULL, stderr=err,
+            preexec_fn=None if files is None else lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (files, files)),
         )
     server = Server(f"http://127.0.0.1:{port}", process, stderr_file)
     deadline = time.monotonic() + timeout
@@ -111,7 +116,7 @@ def start(directory: Path, *args: str, timeout: float = 30) -> Server:
 def server(tmp_path_factory: pytest.TempPathFactory, fake_fhir: "FakeFhir") -> Iterator[Server]:
     directory = tmp_path_factory.mktemp("serve")
     store = directory / "store.sqlite3"
-    running = start(directory, "--issuers", str(write_issuers(directory, [fake_fhir.url + base for base in ("/fhir", "/paged", "/broken", "/huge", "/drip")] + ["http://fhir.example.org"])), "--store", str(store),
+    running = start(directory, "--issuers", str(write_issuers(directory, [fake_fhir.url + base for base in ("/fhir", "/paged", "/broken", "/huge", "/drip", "/escape")] + ["http://fhir.example.org"])), "--store", str(store),
                     "--cors-origin", BROWSER_CLIENT)
     running.store = store
     yield running
@@ -275,6 +280,7 @@ class FakeFhir:
     url: str
     authorizations: list[str | None]
     paths: list[str] = field(default_factory=list)  # every path requested, as sent
+    next_link: str = ""  # the next link of the conditions search under /escape/ (a path on this server)
 
 
 @pytest.fixture(scope="session")
@@ -292,6 +298,7 @@ def fake_fhir() -> Iterator[FakeFhir]:
     pages["/paged/page-2"], pages[conditions] = pages[conditions], {**empty, "link": [{"relation": "next", "url": "page-2"}]}
 
     paths: list[str] = []
+    fake: FakeFhir
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -312,9 +319,11 @@ def fake_fhir() -> Iterator[FakeFhir]:
                 self.end_headers()
                 self.wfile.write(b'{"resourceType": "Bundle", "type": "searchset", "x": "' + b"x" * 40_000_000 + b'"}')
                 return
-            page = pages.get(unquote(self.path))
+            page = pages.get(unquote(self.path).replace("/escape/", "/fhir/"))
             if page and page.get("link"):  # next links are absolute URLs on this server
                 page = {**page, "link": [{"relation": "next", "url": f"http://{self.headers['Host']}/paged/page-2"}]}
+            if self.path.startswith("/escape/Condition"):  # a next link that tries to leave the base path
+                page = {**empty, "link": [{"relation": "next", "url": f"http://{self.headers['Host']}{fake.next_link}"}]}
             status = 500 if self.path.startswith("/broken/") else 200 if page else 404
             body = json.dumps(page if status == 200 else {"resourceType": "OperationOutcome"}).encode()
             self.send_response(status)
@@ -332,7 +341,8 @@ def fake_fhir() -> Iterator[FakeFhir]:
 
     httpd = Server(("127.0.0.1", 0), Handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield FakeFhir(f"http://127.0.0.1:{httpd.server_address[1]}", authorizations, paths)
+    fake = FakeFhir(f"http://127.0.0.1:{httpd.server_address[1]}", authorizations, paths)
+    yield fake
     httpd.shutdown()
     httpd.server_close()
 
@@ -446,14 +456,24 @@ def test_an_order_for_a_condition_outside_the_skin_is_not_checked(call: Call) ->
         ("Tofacitinib order not checked: it is for Rheumatoid arthritis, not a skin condition", "JAKCDS-003")]
 
 
-def test_a_chart_whose_conditions_cannot_be_read_says_so(call: Call) -> None:
-    text_only = {"text": "Dermatomyositis"}  # as a chart coding it in SNOMED CT only would be read: not at all
-    body = malformed(lambda b: b["prefetch"]["conditions"]["entry"][0]["resource"].update(code=text_only))
-    cards = check_cards(call("/cds-services/jak-options", body))
-    assert [(c["source"]["topic"]["code"], c["indicator"]) for c in cards] == [("JAKCDS-003", "info")]
-    assert "Condition/dm Dermatomyositis: no ICD-10-CM or SNOMED CT code the pack maps" in cards[0]["detail"]
-    no_conditions = malformed(lambda b: b["prefetch"].update(conditions=None))
-    assert call("/cds-services/jak-options", no_conditions).json() == {"cards": []}
+def condition(code: dict[str, Any], status: str = "active") -> dict[str, Any]:
+    return {"resource": {"resourceType": "Condition", "id": f"c-{uuid.uuid4().hex[:8]}", "code": code, "subject": {"reference": f"Patient/{PATIENT_ID}"},
+                         "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": status}]}}}
+
+
+def test_patient_view_without_a_mapped_active_skin_condition_is_quiet(call: Call) -> None:
+    """Issue 21.3: no decision support is an empty array of cards (the spec), whatever unmapped or
+    resolved conditions the chart holds; nobody asked about a JAK inhibitor."""
+    dermatomyositis = hook("patient-view")["prefetch"]["conditions"]["entry"][0]["resource"]["code"]
+    charts = {
+        "text only": [condition({"text": "Dermatomyositis"})],  # as a chart coding it in SNOMED CT only would be read: not at all
+        "resolved and unmapped": [condition(dermatomyositis, "resolved"), condition({"coding": [{"system": "http://snomed.info/sct", "code": "38341003"}]})],
+        "none": None,
+    }
+    for why, entries in charts.items():
+        body = malformed(lambda b: b["prefetch"].update(conditions=entries and {"resourceType": "Bundle", "type": "searchset", "entry": entries}))
+        response = call("/cds-services/jak-options", body)
+        assert (response.status_code, response.json()) == (200, {"cards": []}), why
 
 
 def test_a_spec_extension_on_the_request_is_accepted(call: Call) -> None:
@@ -621,7 +641,6 @@ def test_the_token_is_checked_before_a_large_body_is_read(server: Server, http: 
 
 def test_a_large_valid_chart_delays_only_itself(server: Server, http: httpx.Client, call: Call) -> None:
     """The chart is read and the rules run in a worker process: the event loop stays free."""
-    import concurrent.futures
 
     body = hook("patient-view")
     filler = [{"resource": {"resourceType": "Observation", "id": f"o{i}", "status": "final", "code": {"text": "note"},
@@ -682,3 +701,209 @@ def test_feedback_only_for_issued_cards_and_of_bounded_size(server: Server, call
     done = subprocess.run([str(JAKCDS), "feedback", "--store", str(server.store)], capture_output=True, text=True, timeout=60)
     long = [json.loads(line) for line in done.stdout.splitlines() if "truncated" in line]
     assert long and len(long[-1]["truncated"]) == 4096 and long[-1]["overrideReason"] is None
+
+
+# --- issue 21: the CDS Hooks sandbox's own requests, and real prefetch ---------------------------
+
+SANDBOX = REPO.parent / "shared" / "interop" / "cds-hooks-sandbox"
+SANDBOX_ISSUER = "https://sandbox.cds-hooks.org"
+SANDBOX_KID = json.loads((SANDBOX / "sandbox-jwks.json").read_text())["keys"][0]["kid"]
+SANDBOX_JKU = "https://sandbox.cds-hooks.org/.well-known/jwks.json"
+SANDBOX_KEY = ec.generate_private_key(ec.SECP384R1())  # ours: the sandbox's private key is not ours to use
+
+
+def sandbox_token(aud: str) -> str:
+    """A JWT shaped as the sandbox's (header alg/typ/kid/jku; claims iss/aud/exp/iat/jti, exp 300 s after iat)."""
+    now = int(time.time())
+    claims = {"iss": SANDBOX_ISSUER, "aud": aud, "exp": now + 300, "iat": now, "jti": str(uuid.uuid4())}
+    return jwt.encode(claims, SANDBOX_KEY, algorithm="ES384", headers={"typ": "JWT", "kid": SANDBOX_KID, "jku": SANDBOX_JKU})
+
+
+@pytest.fixture(scope="module")
+def sandbox_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """`jakcds serve` trusting the sandbox's issuer, with our own ES384 key under the sandbox's kid and jku."""
+    directory = tmp_path_factory.mktemp("sandbox")
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(SANDBOX_KEY.public_key())) | {"kid": SANDBOX_KID, "alg": "ES384", "use": "sig"}
+    (directory / "sandbox-jwks.json").write_text(json.dumps({"keys": [jwk]}), encoding="utf-8")
+    issuers = directory / "issuers.yaml"
+    issuers.write_text(f'issuers:\n  "{SANDBOX_ISSUER}":\n    jwks_file: sandbox-jwks.json\n    jku: "{SANDBOX_JKU}"\n', encoding="utf-8")
+    running = start(directory, "--issuers", str(issuers))
+    yield running
+    running.stop()
+
+
+def replay(server: Server, http: httpx.Client, name: str) -> httpx.Response:
+    """One of the sandbox's requests, byte for byte, to the service its hook names."""
+    body = (SANDBOX / f"{name}.json").read_bytes()
+    path = "/cds-services/" + {"order-select": "jak-order-select", "order-sign": "jak-order-sign"}[json.loads(body)["hook"]]
+    return http.post(server.base + path, content=body, headers={
+        "Authorization": f"Bearer {sandbox_token(server.base + path)}", "Content-Type": "application/json"})
+
+
+
+
+def test_the_sandbox_before_a_pick_gets_no_card(sandbox_server: Server, http: httpx.Client) -> None:
+    """order-select on opening the Rx View: the draft order names no medicine yet, so there is nothing to check."""
+    response = replay(sandbox_server, http, "order-select-before-pick")
+    assert (response.status_code, response.json()) == (200, {"cards": []})
+
+
+@pytest.mark.parametrize("name", [pytest.param("order-select-tofacitinib"),
+                                  pytest.param("order-sign-tofacitinib")])
+def test_the_sandbox_tofacitinib_order_gets_its_critical_card(name: str, sandbox_server: Server, http: httpx.Client) -> None:
+    """The sandbox's patient (atopic dermatitis, no failed systemic therapy): the rules exclude tofacitinib."""
+    cards = check_cards(replay(sandbox_server, http, name))
+    critical = [card for card in cards if card["indicator"] == "critical"]
+    assert critical and all(card["summary"].startswith("Tofacitinib is not suggested") for card in critical)
+    assert all(card["overrideReasons"] for card in critical)
+
+
+def test_a_malformed_order_of_another_kind_never_blocks_the_jak_check(call: Call) -> None:
+    expected = check_cards(call("/cds-services/jak-order-sign", hook("order-sign")))
+
+    def add_nutrition_order(body: dict[str, Any]) -> None:
+        body["context"]["draftOrders"].pop("type")  # as the sandbox sends it
+        body["context"]["draftOrders"]["entry"].insert(0, {"resource": {"resourceType": "NutritionOrder", "id": "n1", "status": 5, "oralDiet": "soft"}})
+
+    cards = check_cards(call("/cds-services/jak-order-sign", order(add_nutrition_order)))
+    assert [(c["indicator"], c["summary"]) for c in cards] == [(c["indicator"], c["summary"]) for c in expected]
+    assert "NutritionOrder/n1: a draft order other than a MedicationRequest: not checked" in cards[0]["detail"]
+
+
+def test_an_order_that_cannot_be_read_is_said_not_checked(call: Call) -> None:
+    cards = check_cards(call("/cds-services/jak-order-sign", order(lambda b: draft(b).update(medicationCodeableConcept="tofacitinib"))))
+    assert [(c["indicator"], c["source"]["topic"]["code"], c["summary"]) for c in cards] == [
+        ("info", "JAKCDS-003", "Order MedicationRequest/draft-tofa not checked: its medicine could not be read")]
+    assert "medicationCodeableConcept could not be read" in cards[0]["detail"]
+
+
+OUTCOME = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "timeout"}]}
+
+
+def test_a_prefetch_operation_outcome_is_fetched_from_fhir_server(call: Call, fake_fhir: FakeFhir, patient_view: list[dict[str, Any]]) -> None:
+    """Issue 21.6: the EHR could not prefetch the conditions; that is not "no conditions"."""
+    body = from_fhir_server(fake_fhir.url + "/fhir")
+    body["prefetch"] = hook("patient-view")["prefetch"] | {"conditions": OUTCOME}
+    fake_fhir.paths.clear()
+    cards = check_cards(call("/cds-services/jak-options", body))
+    assert [card["summary"] for card in cards] == [card["summary"] for card in patient_view]
+    assert [unquote(p) for p in fake_fhir.paths] == ["/fhir/" + PREFETCH["conditions"].replace("{{context.patientId}}", PATIENT_ID)]
+
+
+def test_a_prefetch_operation_outcome_without_fhir_server_is_412(call: Call) -> None:
+    response = call("/cds-services/jak-options", malformed(lambda b: b["prefetch"].update(conditions=OUTCOME)))
+    assert response.status_code == 412 and "OperationOutcome" in response.json()["error"]
+
+
+def test_a_fetched_chart_is_read_in_a_worker_process(server: Server, call: Call, fake_fhir: FakeFhir) -> None:
+    """Issue 24 F2: a chart fetched from fhirServer (of any size) is read off the event loop, as a large prefetch is."""
+    fetched, prefetched = from_fhir_server(fake_fhir.url + "/fhir"), hook("patient-view")
+    for body in (fetched, prefetched):
+        body["hookInstance"] = str(uuid.uuid4())
+        assert call("/cds-services/jak-options", body).status_code == 200
+    where = {d["hookInstance"]: d["read_in"] for d in decision_lines(server.stderr())}
+    assert (where[fetched["hookInstance"]], where[prefetched["hookInstance"]]) == ("worker", "loop")
+
+
+def test_codes_in_card_detail_are_code_spans(call: Call) -> None:
+    """Issue 21.9: `system|code` in plain Markdown becomes a broken link in the sandbox's renderer."""
+    body = malformed(lambda b: b["prefetch"]["conditions"]["entry"].append(condition({"coding": [{"system": "http://snomed.info/sct", "code": "38341003"}]}, "resolved")))
+    detail = check_cards(call("/cds-services/jak-options", body))[0]["detail"]
+    assert "`http://snomed.info/sct|38341003`" in detail
+    assert re.findall(r"(?<!`)http://snomed\.info/sct\|", detail) == []
+
+
+# --- issue 24: the service under attack (F3, F10, F11, F13) -------------------------------------
+
+@pytest.mark.parametrize("link", ["/escape/../../admin/secret", "/escape/%2e%2e/%2e%2e/admin/secret", "/escape/..;/admin/secret",
+                                  "/escape/./../admin/secret", "/escape/Condition;jsessionid=1", "/escape/..%2F..%2Fadmin"])
+def test_a_next_link_outside_fhir_server_is_never_fetched(link: str, call: Call, fake_fhir: FakeFhir) -> None:
+    fake_fhir.next_link, fake_fhir.paths[:] = link, []
+    response = call("/cds-services/jak-options", from_fhir_server(fake_fhir.url + "/escape"))
+    assert response.status_code == 412 and "data could not be fetched" in response.json()["error"]
+    assert [p for p in fake_fhir.paths if "admin" in p or ".." in unquote(p) or ";" in p] == []
+
+
+def test_a_fhir_server_with_path_parameters_or_dot_segments_is_refused(call: Call, fake_fhir: FakeFhir) -> None:
+    fake_fhir.paths.clear()
+    for suffix in ("/fhir/..;/admin", "/fhir/%2e%2e/admin", "/fhir;x=1"):
+        response = call("/cds-services/jak-options", from_fhir_server(fake_fhir.url + suffix))
+        assert response.status_code == 412 and "nothing was fetched" in response.json()["error"], suffix
+    # (fetches of an earlier test's other keys may still arrive: only these servers' paths count)
+    assert [p for p in fake_fhir.paths if p.startswith(("/fhir/..", "/fhir/%2e", "/fhir;", "/admin"))] == []
+
+
+def test_an_attackers_long_kid_is_logged_cut(server: Server, call: Call) -> None:
+    """A 40 KB kid (the request head's 64 KiB cap refuses a 100 KB one with a 400 before any log line)."""
+    path = "/cds-services/jak-options"
+    marker = uuid.uuid4().hex
+    assert_refused(call(path, hook("patient-view"), token=mint(server.base + path, headers={"kid": marker + "k" * 40_000})))
+    lines = [line for line in server.stderr().splitlines() if marker in line]
+    assert lines and max(map(len, lines)) < 1000
+    assert call(path, hook("patient-view"), token=mint(server.base + path, headers={"kid": "k" * 100_000})).status_code == 400
+
+
+def test_feedback_past_the_issuers_quota_is_429_with_retry_after(tmp_path: Path, http: httpx.Client) -> None:
+    """Issue 24 F11: one EHR wrote 860 MB of feedback in 60 s; now 2 MiB a minute (64 MiB a day) per issuer."""
+    running = start(tmp_path, "--issuers", str(write_issuers(tmp_path)))
+    try:
+        def post(path: str, body: dict[str, Any]) -> httpx.Response:
+            return http.post(running.base + path, json=body, headers={"Authorization": f"Bearer {mint(running.base + path)}"})
+
+        card = post("/cds-services/jak-options", hook("patient-view")).json()["cards"][0]["uuid"]
+        item = {"card": card, "outcome": "overridden", "overrideReason": {"userComment": "x" * 4000}, "outcomeTimestamp": "2026-11-23T10:00:00Z"}
+        answers = [post("/cds-services/jak-options/feedback", {"feedback": [item] * 100}) for _ in range(6)]  # ~0.4 MB each
+    finally:
+        running.stop()
+    assert [a.status_code for a in answers] == [200] * 4 + [429] * 2
+    assert 1 <= int(answers[-1].headers["Retry-After"]) <= 61
+
+
+def test_a_huge_header_and_idle_connections_do_not_stop_a_real_call(tmp_path: Path, http: httpx.Client) -> None:
+    """Issue 24 F3: 1,100 idle connections to a server limited to 1,024 open files (systemd's default)
+    and 48 MiB headers, no token needed. The service closes the longest-idle connections past its
+    cap and refuses a head over 64 KiB."""
+    server = start(tmp_path, "--issuers", str(write_issuers(tmp_path)), files=1024)
+    host, port = "127.0.0.1", int(server.base.rsplit(":", 1)[1])
+    idle = [socket.create_connection((host, port)) for _ in range(1_100)]
+    path = "/cds-services/jak-options"
+
+    def huge_header() -> bytes:
+        with socket.create_connection((host, port)) as sock:
+            try:
+                sock.sendall(b"GET /cds-services HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * (48 * 2**20) + b"\r\n\r\n")
+            except OSError:  # the server answered and closed before the header ended
+                pass
+            return sock.recv(64)
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            huge = [pool.submit(huge_header) for _ in range(4)]
+            real = http.post(server.base + path, json=hook("patient-view"), headers={"Authorization": f"Bearer {mint(server.base + path)}"})
+            answers = [h.result() for h in huge]
+        closed = 0
+        for sock in idle:
+            sock.setblocking(False)
+            try:
+                closed += sock.recv(1) == b""
+            except BlockingIOError:
+                pass
+    finally:
+        for sock in idle:
+            sock.close()
+        server.stop()
+    assert real.status_code == 200
+    assert all(a == b"" or a.startswith(b"HTTP/1.1 400") for a in answers), answers
+    assert closed >= 1_100 - 512
+
+
+def test_a_request_head_sent_too_slowly_is_cut(server: Server) -> None:
+    host, port = "127.0.0.1", int(server.base.rsplit(":", 1)[1])
+    with socket.create_connection((host, port)) as sock:
+        sock.sendall(b"GET /cds-services HTTP/1.1\r\nHost: x\r\n")  # and the rest never comes
+        sock.settimeout(30)
+        assert sock.recv(64) == b""
+
+
+def test_serve_prints_its_limits(server: Server) -> None:
+    assert "limits per server process: request head 64 KiB sent within 10 s" in server.stderr()

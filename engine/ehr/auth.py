@@ -23,6 +23,7 @@ ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES
 LEEWAY = 30  # seconds of clock skew allowed on exp and iat
 MAX_LIFETIME = 3600  # seconds: a token expiring later than this from now is refused (it would sit in the replay cache)
 REQUIRED = ["iss", "aud", "exp", "iat", "jti"]
+JTI_MAX = 256  # characters of a jti (a UUID is 36): it is stored in the replay table
 
 
 class Unauthorized(Exception):
@@ -65,11 +66,22 @@ class Verifier:
             )
         except (jwt.PyJWTError, KeyError, TypeError, ValueError) as error:
             raise Unauthorized(f"{type(error).__name__}: {error}") from None
+        _check_types(claims)
         if float(claims["exp"]) > time.time() + MAX_LIFETIME:
             raise Unauthorized(f"exp more than {MAX_LIFETIME} s ahead")
         if not self.store.first_use(f"{issuer_id} {claims['jti']}", float(claims["exp"]) + LEEWAY):
             raise Unauthorized("jti replayed")
         return claims
+
+
+def _check_types(claims: dict[str, Any]) -> None:
+    """What PyJWT lets through: a NumericDate is a JSON number (RFC 7519), never a string or a
+    boolean; the jti a non-empty string of bounded length."""
+    for name in ("exp", "iat", "nbf"):
+        if name in claims and (isinstance(claims[name], bool) or not isinstance(claims[name], (int, float))):
+            raise Unauthorized(f"{name} is not a JSON number")
+    if not isinstance(claims["jti"], str) or not 0 < len(claims["jti"]) <= JTI_MAX:
+        raise Unauthorized(f"jti is not a string of 1 to {JTI_MAX} characters")
 
 
 def load_issuers(path: Path) -> dict[str, Issuer]:

@@ -7,6 +7,7 @@ Every card names one rule: `source.topic.code` is its id, `source` its first cit
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -88,10 +89,21 @@ def card(
     return out
 
 
+def _code(text: str) -> str:
+    """Text as a Markdown code span: a code written `system|code` in plain text becomes a broken
+    link in renderers that link bare URLs (the CDS Hooks sandbox's). A backtick inside is fenced by
+    a longer run of them."""
+    if not text:
+        return ""
+    fence = "`" * (max(map(len, re.findall("`+", text)), default=0) + 1)
+    pad = " " if text[0] == "`" or text[-1] == "`" else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def _not_used(unmapped: list[Unmapped], group_from: int = 3) -> list[str]:
     """What was not used from the chart: each item, except that a reason shared by many is one counted line."""
     counts = Counter(u.why for u in unmapped)
-    lines = [f"- {u.resource} {u.code}: {u.why}" for u in unmapped if counts[u.why] < group_from]
+    lines = [f"- {u.resource} {_code(u.code)}".rstrip() + f": {u.why}" for u in unmapped if counts[u.why] < group_from]
     lines += [f"- {n} resources: {why}" for why, n in sorted(counts.items()) if n >= group_from]
     return lines
 

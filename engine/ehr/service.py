@@ -4,12 +4,23 @@
   POST /cds-services/{id}             jak-options (patient-view), jak-order-select, jak-order-sign
   POST /cds-services/{id}/feedback    accepted / overridden cards, recorded with the ruleset sha256
 
-Data come from `prefetch`; a missing prefetch key is fetched from `fhirServer` (with the bearer
-token of `fhirAuthorization`) if the caller's issuer allows that server, within a size cap and a
-total deadline; if it cannot be, the answer is 412. The JWT is checked before the body is read;
-charts are read and the rules run in a pool of worker processes, so a large chart delays only
-itself. Replay cache, issued cards and feedback live in one SQLite store shared by workers.
-Every request is logged as one JSON line on the `jakcds.decisions` logger, without patient data.
+Data come from `prefetch`; a prefetch key that is missing, or an OperationOutcome (the EHR could
+not fetch it), is fetched from `fhirServer` (with the bearer token of `fhirAuthorization`) if the
+caller's issuer allows that server, within a size cap and a total deadline; if it cannot be, the
+answer is 412.
+
+A card is given only where there is something to say. No card: a patient-view without an active
+skin condition the pack maps (the spec's "no decision support"), an order for another medicine,
+a draft order with no medicine chosen yet. A `JAKCDS-003` "not checked" info card: a drafted order
+that may be for a JAK inhibitor and that the service could not check (its order or medicine
+unreadable, its reason outside the skin, no skin condition to check it against), since silence
+would read as "no objection".
+
+The JWT is checked before the body is read; a large or fetched chart is read and its rules run in
+a pool of worker processes, so it delays only itself. An engine failure is a 500 naming the
+decision id, logged. Replay cache, issued cards and feedback (within a per-issuer quota) live in
+one SQLite store shared by workers. Every request is logged as one JSON line on the
+`jakcds.decisions` logger, without patient data.
 """
 
 from __future__ import annotations
@@ -30,7 +41,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -41,13 +52,15 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from ..decision.evaluate import Evaluator, InputError
 from ..decision.result import BUILT_IN
+from ..decision.session import EngineError
 from ..knowledge.pack import Pack
 from ..knowledge.vocabulary import UnknownCode
 from . import cards
 from .auth import Unauthorized, Verifier
-from .store import Store
 from .chart import evaluate_read, read_chart
 from .fhir import LOINC, FhirError, Reader, about, load_models
+from .limits import MAX_BODY
+from .store import FeedbackQuota, QuotaExceeded, Store
 
 decisions = logging.getLogger("jakcds.decisions")
 feedback_log = logging.getLogger("jakcds.feedback")
@@ -70,9 +83,8 @@ def prefetch_templates(pack: Pack) -> dict[str, str]:
     }
 
 
-NOT_CHECKED = "JAKCDS-003"  # built-in: an order, or a chart, the service could not check
+NOT_CHECKED = "JAKCDS-003"  # built-in: an order the service could not check
 MAX_PAGES = 20  # of one search fetched from fhirServer
-MAX_BODY = 32 * 1024 * 1024  # bytes of one request (a prefetch of a long chart fits); larger is a 413
 # a request body up to this size is answered on the event loop (~3 ms of CPU); a larger one, whose
 # FHIR parsing takes long, in a worker process (the hand-off costs about as much as a small request)
 INLINE_MAX = 256 * 1024
@@ -146,6 +158,7 @@ class Settings:
     cors_origins: list[str] = field(default_factory=list)  # browser-based CDS clients allowed to call
     as_of: date | None = None  # compute ages on this date instead of today (reproducible tests)
     processes: int = 0  # worker processes reading charts and running rules; 0: inline (tests)
+    feedback_quota: FeedbackQuota = field(default_factory=FeedbackQuota)  # per issuer
 
     def __post_init__(self) -> None:
         if self.store is None:
@@ -180,15 +193,11 @@ class Service:
             raise InputError(f"prefetch patient is Patient/{patient.get('id')}, not context.patientId")
         reader = read_chart(self.evaluator, data, self.settings.as_of)
         if SERVICES[service_id]["hook"] == "patient-view":
+            # no active skin condition the pack maps: no decision support, so no card (the spec's empty
+            # array), whatever else the chart holds; nobody asked about a JAK inhibitor
             found = [cards.patient_view(evaluate_read(self.evaluator, reader, c), self._name(c), self.titles) for c in reader.skin_conditions()]
-            unread = sorted({u.resource for u in reader.sorted_unmapped() if u.resource.startswith("Condition")})
-            if not found and unread:  # say so, rather than stay silent on a chart it could not read
-                found = [[self._not_checked(
-                    reader, f"JAK inhibitor options not checked: {len(unread)} condition(s) in the chart could not be read",
-                    "jakcds found no active skin condition it can read in this chart; the conditions listed below "
-                    "were not used (it reads the ICD-10-CM and SNOMED CT codes its pack lists).")]]
         else:
-            found = [self._order_cards(reader, order) for order in self._orders(request, reader)]
+            found = [self._draft_cards(reader, draft, request.context.get("patientId")) for draft in self._orders(request, reader)]
         issued = [card for group in found for card in group]
         self.settings.store.remember([(card["uuid"], service_id, card["source"]["topic"]["code"]) for card in issued])
         return issued
@@ -196,11 +205,27 @@ class Service:
     def _name(self, condition: str) -> str:
         return self.evaluator.pack.diagnoses.entries[condition].name
 
+    def _draft_cards(self, reader: Reader, draft: dict[str, Any], patient: Any) -> list[dict[str, Any]]:
+        """The cards for one drafted MedicationRequest (JSON): none while no medicine is chosen yet
+        (order-select before a pick); "not checked" for an order that cannot be read, since it may be
+        for a JAK inhibitor; else the order check."""
+        if "medicationCodeableConcept" not in draft and "medicationReference" not in draft:
+            return []
+        try:
+            order = reader.draft(draft)  # lenient: what cannot be read is listed and left out
+        except FhirError as error:
+            return [self._not_checked(reader, f"Order {_named(draft)} not checked: it could not be read",
+                                      f"The order could not be read, so jakcds did not check it: {error}")]
+        if not about(order, {f"Patient/{patient}"}):
+            raise InputError(f"context.draftOrders: {_named(draft)} is for {order.subject.reference}, not context.patientId")
+        return self._order_cards(reader, order)
+
     def _order_cards(self, reader: Reader, order: Any) -> list[dict[str, Any]]:
         concept = reader.medicine_concept(order)
         if concept is None:
             return [self._not_checked(reader, f"Order MedicationRequest/{order.id} not checked: its medicine could not be read",
-                                      "The order's medicationReference does not resolve to a Medication in the request.")]
+                                      "The order's medicine could not be read: no readable medicationCodeableConcept, nor a "
+                                      "medicationReference to a Medication in the request.")]
         drug = reader.medicine(order, concept)
         if drug not in self.evaluator.pack.drugs:
             return []  # not a JAK inhibitor: nothing to say
@@ -222,35 +247,47 @@ class Service:
         basis = cards.Basis(self.evaluator.info, {}, reader.sorted_unmapped(), self.titles)
         return cards.card(summary, "info", [detail], NOT_CHECKED, [], basis)
 
-    def _orders(self, request: HookRequest, reader: Reader) -> list[Any]:
-        """The draft MedicationRequests to check (order-select: only the selected ones), read by
-        `Reader.draft_orders`."""
+    def _orders(self, request: HookRequest, reader: Reader) -> list[dict[str, Any]]:
+        """The drafted MedicationRequests to check, as JSON (order-select: only the selected ones).
+        Each entry is routed on its resourceType and read on its own: a draft order of another kind
+        (a NutritionOrder, a ServiceRequest), well-formed or not, is listed, never read, and never
+        blocks the check of a JAK inhibitor. Medication resources drafted with the orders join the
+        reader's, for medicationReference."""
         bundle = request.context.get("draftOrders")
-        if not isinstance(bundle, dict):
+        entries = bundle.get("entry") if isinstance(bundle, dict) and bundle.get("resourceType") == "Bundle" else None
+        if not isinstance(entries, list):
             raise InputError("context.draftOrders: a Bundle of draft orders is required")
-        try:
-            orders = reader.draft_orders(bundle)
-        except FhirError as error:
-            raise InputError(f"context.draftOrders: {error}") from None
-        for order in orders:
-            if not about(order, {f"Patient/{request.context.get('patientId')}"}):
-                raise InputError(f"context.draftOrders: MedicationRequest/{order.id} is for {order.subject.reference}, not context.patientId")
+        drafted = [(e.get("fullUrl"), e.get("resource")) if isinstance(e, dict) else (None, None) for e in entries]
+        orders = [r for _, r in drafted if isinstance(r, dict) and r.get("resourceType") == "MedicationRequest"]
+        for index, (url, resource) in enumerate(drafted):
+            kind = resource.get("resourceType") if isinstance(resource, dict) else None
+            if kind == "Medication":  # for medicationReference, by id or by the entry's fullUrl
+                reader.medicines |= {key: resource for key in (resource.get("id"), url) if isinstance(key, str) and key}
+            elif kind != "MedicationRequest":
+                reader.skip(_named(resource) if kind else f"draftOrders entry {index}", "", "a draft order other than a MedicationRequest: not checked")
         if request.hook == "order-select":
             selections = request.context.get("selections")
             if not isinstance(selections, list):
                 raise InputError("context.selections: order-select needs the list of selected orders")
-            orders = [o for o in orders if f"MedicationRequest/{o.id}" in selections]
+            orders = [o for o in orders if f"MedicationRequest/{o.get('id')}" in selections]
         return orders
 
+    def missing(self, request: HookRequest) -> list[str]:
+        """The prefetch keys to fetch: absent, or an OperationOutcome, by which the EHR says it could
+        not fetch the data (never "no data": that is an empty Bundle or null)."""
+        given = request.prefetch or {}
+        return [key for key in self.prefetch if key not in given or _outcome(given[key])]
+
     async def gather(self, request: HookRequest, allowed: list[str] | None = None) -> dict[str, Any]:
-        """Prefetch, completed from fhirServer where a key is absent; PrefetchMissing if it cannot be.
+        """Prefetch, completed from fhirServer where a key is `missing`; PrefetchMissing if it cannot be.
         `allowed`: the fhirServer base URLs the caller's issuer may name (None: dev mode, loopback only)."""
         data = dict(request.prefetch or {})
-        missing = [key for key in self.prefetch if key not in data]
+        missing = self.missing(request)
         if not missing:
             return data
         if not request.fhirServer:
-            raise PrefetchMissing(f"prefetch lacks {', '.join(missing)} and no fhirServer was given")
+            raise PrefetchMissing(f"prefetch lacks {', '.join(missing)} (absent, or an OperationOutcome: the EHR could not "
+                                  "fetch it) and no fhirServer was given")
         if not _allowed(request.fhirServer, allowed):
             raise PrefetchMissing("fhirServer is not one this EHR's issuer is allowed to name: nothing was fetched")
         patient = request.context.get("patientId")
@@ -282,8 +319,8 @@ class Service:
                 pages.append(await self._page(client, url))
                 links = (pages[-1].get("link") or []) if pages[-1].get("resourceType") == "Bundle" else []
                 url = next((link.get("url") for link in links if link.get("relation") == "next"), None)
-                if url and not (isinstance(url, str) and url.startswith(base + "/")):
-                    raise ValueError("the next page is on another server")
+                if url and not (isinstance(url, str) and _under(url, base)):
+                    raise ValueError("the next page is outside fhirServer")
         except (httpx.HTTPError, httpx.InvalidURL, ValueError, AttributeError, RecursionError) as error:
             decisions.warning(json.dumps({"event": "fetch", "key": key, "why": type(error).__name__}))
             raise PrefetchMissing(f"{key}: data could not be fetched from fhirServer") from None
@@ -304,12 +341,13 @@ class Service:
                 if len(body) > self.settings.fetch_max_bytes:
                     raise ValueError(f"reply larger than {self.settings.fetch_max_bytes} bytes")
         page = json.loads(body)
-        if not isinstance(page, dict):
-            raise ValueError("not a FHIR resource")
+        if not isinstance(page, dict) or _outcome(page):
+            raise ValueError("not a FHIR resource with data")
         return page
 
-    def feedback(self, service_id: str, items: FeedbackRequest) -> None:
-        """Record feedback on cards this service issued (InputError for any other card), all in one transaction."""
+    def feedback(self, service_id: str, items: FeedbackRequest, issuer: str) -> None:
+        """Record feedback on cards this service issued (InputError for any other card), all in one
+        transaction, within the issuer's quota (QuotaExceeded)."""
         records = []
         for item in items.feedback:
             issued = self.settings.store.issued(item.card)
@@ -326,9 +364,15 @@ class Service:
                 "ruleset": self.evaluator.info.name,
                 "ruleset_sha256": self.evaluator.info.sha256,
             })
-        self.settings.store.add_feedback(records)
+        self.settings.store.add_feedback(records, issuer, self.settings.feedback_quota)
         for record in records:  # the log line leaves out the clinician's free text (userComment may name the patient)
             feedback_log.info(json.dumps({k: record[k] for k in ("service", "card", "rule", "outcome", "ruleset_sha256")}))
+
+
+def _named(resource: dict[str, Any]) -> str:
+    """Type/id of a resource given as JSON, bounded: it is the caller's text."""
+    name = f"{resource.get('resourceType')}/{resource.get('id', '?')}"
+    return name if len(name) <= 80 else name[:79] + "…"
 
 
 def _bounded(free: dict[str, Any]) -> dict[str, Any]:
@@ -383,7 +427,7 @@ def create_app(evaluator: Evaluator, settings: Settings) -> FastAPI:
     @router.post("/cds-services/{service_id}", responses={400: {}, 404: {}, 412: {}, 503: {}})
     async def call(service_id: str, body: HookRequest, request: Request) -> Response:
         started, decision = time.perf_counter(), str(uuid.uuid4())
-        status, found = 500, []
+        status, found, where = 500, [], "loop"
         try:
             if service_id not in SERVICES:
                 status, payload = 404, {"error": f"no service {service_id!r}"}
@@ -394,32 +438,40 @@ def create_app(evaluator: Evaluator, settings: Settings) -> FastAPI:
                 allowed = settings.verifier.issuers[issuer].fhir_servers if settings.verifier else None
                 data = await service.gather(body, allowed)
                 raw = await request.body()
-                if pool is None or len(raw) < INLINE_MAX:  # a few ms on the event loop: cheaper than a hand-off
+                fetched = {key: data[key] for key in service.missing(body)}
+                if pool is None or (len(raw) < INLINE_MAX and not fetched):  # a few ms on the event loop: cheaper than a hand-off
                     status, payload = _answer(service, service_id, body, data)
-                else:  # a large chart is read and its rules run in a worker process: it delays only itself
-                    fetched = {key: value for key, value in data.items() if key not in (body.prefetch or {})}
+                else:  # a large or fetched chart (of any size) is read and its rules run in a worker process: it delays only itself
+                    where = "worker"
                     status, payload = await asyncio.get_running_loop().run_in_executor(pool, _work, service_id, raw, fetched)
                 found = payload.get("cards", [])
         except PrefetchMissing as error:
             status, payload = 412, {"error": str(error)}
         except BrokenProcessPool:
             status, payload = 503, {"error": "the service's worker process failed: try again"}
+        except Exception as error:  # an engine failure (or a defect): a 500 naming the decision, logged, no traceback
+            # the message of an engine error is the engine's; any other may quote the request, so only its type is logged
+            why = f"{type(error).__name__}: {error}"[:300] if isinstance(error, EngineError) else type(error).__name__
+            decisions.error(json.dumps({"event": "failure", "decision": decision, "why": why}))
+            payload = {"error": f"the service failed on this request (decision {decision}): it was logged; no cards"}
         finally:  # every request, a crash included, gets its line
             decisions.info(json.dumps({
                 "decision": decision, "hookInstance": body.hookInstance, "service": service_id, "status": status,
                 "ruleset_sha256": evaluator.info.sha256, "ms": round((time.perf_counter() - started) * 1000, 2),
-                "cards": len(found),
+                "cards": len(found), "read_in": where,
             }))
         return JSONResponse(payload, status_code=status, headers={"X-Decision-Id": decision})
 
-    @router.post("/cds-services/{service_id}/feedback", responses={400: {}, 404: {}})
-    async def feedback(service_id: str, body: FeedbackRequest) -> Response:
+    @router.post("/cds-services/{service_id}/feedback", responses={400: {}, 404: {}, 429: {}})
+    async def feedback(service_id: str, body: FeedbackRequest, request: Request) -> Response:
         if service_id not in SERVICES:
             return JSONResponse({"error": f"no service {service_id!r}"}, status_code=404)
         try:
-            service.feedback(service_id, body)
+            service.feedback(service_id, body, request.scope.get("state", {}).get("issuer") or "(no authentication)")
         except InputError as error:  # a card this service never issued
             return JSONResponse({"error": str(error)}, status_code=404)
+        except QuotaExceeded as error:
+            return JSONResponse({"error": str(error)}, status_code=429, headers={"Retry-After": str(error.retry_after)})
         return JSONResponse({})
 
     app.include_router(router)
@@ -473,8 +525,8 @@ class _Gate:
             audience = self.settings.base_url.rstrip("/") + (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
             try:
                 claims = self.settings.verifier.verify(headers.get(b"authorization", b"").decode("latin-1"), audience)
-            except Unauthorized as error:
-                decisions.warning(json.dumps({"event": "unauthorized", "path": scope["path"], "why": str(error)}))
+            except Unauthorized as error:  # the path and why are the caller's text (a 100 KB kid): cut
+                decisions.warning(json.dumps({"event": "unauthorized", "path": scope["path"][:200], "why": str(error)[:300]}))
                 return await _bare(send, 401, [(b"www-authenticate", b"Bearer")])
             scope.setdefault("state", {})["issuer"] = claims["iss"]
         await self.app(scope, receive, send)
@@ -494,15 +546,25 @@ def _allowed(server: str, allowed: list[str] | None) -> bool:
         return False
     if allowed is None:
         return url.scheme in ("http", "https") and url.host in ("127.0.0.1", "localhost", "::1")
-    for base in allowed:
-        try:
-            root = httpx.URL(base)
-        except httpx.InvalidURL:
-            continue
-        if (url.scheme, url.host, url.port) == (root.scheme, root.host, root.port) and (
-                url.path.rstrip("/") + "/").startswith(root.path.rstrip("/") + "/") and ".." not in url.path.split("/"):
-            return True
-    return False
+    return any(_under(server, base) for base in allowed)
+
+
+def _under(url: str, base: str) -> bool:
+    """`url` is on `base`'s scheme, host and port, and its path, once normalised, at or below
+    `base`'s; its path has no dot segment (even percent-encoded) and no ';' (path parameters, which
+    servlet containers resolve: `..;/`) or backslash."""
+    try:
+        link, root = httpx.URL(url), httpx.URL(base)
+    except httpx.InvalidURL:
+        return False
+    written = unquote(url.split("?", 1)[0].split("#", 1)[0].partition("://")[2].partition("/")[2])
+    return ((link.scheme, link.host, link.port) == (root.scheme, root.host, root.port)
+            and (link.path.rstrip("/") + "/").startswith(root.path.rstrip("/") + "/")
+            and not {".", ".."} & set(written.split("/")) and not {";", "\\"} & set(written))
+
+
+def _outcome(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("resourceType") == "OperationOutcome"
 
 
 ENVIRONMENT = "JAKCDS_SERVE"  # how `jakcds serve` passes its settings to each uvicorn worker process

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,33 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS jti (jti TEXT PRIMARY KEY, forget_after REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS card (uuid TEXT PRIMARY KEY, service TEXT NOT NULL, rule TEXT NOT NULL, issued REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS feedback (id INTEGER PRIMARY KEY, card TEXT NOT NULL, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS feedback_use (issuer TEXT NOT NULL, at REAL NOT NULL, bytes INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS jti_forget ON jti (forget_after);
+CREATE INDEX IF NOT EXISTS feedback_use_at ON feedback_use (issuer, at);
+CREATE INDEX IF NOT EXISTS feedback_use_purge ON feedback_use (at);
 CREATE INDEX IF NOT EXISTS card_issued ON card (issued);
 """
-# the indexes keep each write's purge of forgotten ids and expired cards from scanning the table
+# the indexes keep each write's purge of forgotten ids, expired cards and old feedback use from scanning the table
 # (an hour of token ids at 240 requests/s is ~860,000 rows)
 CARD_DAYS = 30  # how long an issued card can receive feedback
+
+
+@dataclass(frozen=True)
+class FeedbackQuota:
+    """Bytes of feedback records one issuer (EHR) may store per minute and per day: a day's quota
+    bounds the disk one EHR can fill; the minute's, how fast. An EHR whose clinicians answer every
+    card stays far below (a record is ~0.5 KB; 64 MiB a day is ~130,000 records)."""
+
+    per_minute: int = 2 * 2**20
+    per_day: int = 64 * 2**20
+
+
+class QuotaExceeded(Exception):
+    """An issuer's feedback is over its quota; `retry_after` seconds until it is not."""
+
+    def __init__(self, window: str, retry_after: int):
+        super().__init__(f"feedback quota per {window} reached")
+        self.retry_after = retry_after
 
 
 def _cards_since() -> float:
@@ -77,11 +99,21 @@ class Store:
             row = self._db.execute("SELECT service, rule FROM card WHERE uuid = ? AND issued >= ?", (uuid, _cards_since())).fetchone()
         return (row[0], row[1]) if row else None
 
-    def add_feedback(self, records: list[dict[str, Any]]) -> None:
-        """All of one request's feedback records, in one transaction."""
+    def add_feedback(self, records: list[dict[str, Any]], issuer: str, quota: FeedbackQuota) -> None:
+        """All of one request's feedback records, in one transaction; QuotaExceeded (nothing stored)
+        if they would take the issuer past its quota. Checked and written in one write transaction,
+        so concurrent workers cannot both pass the check."""
+        rows = [(r["card"], json.dumps(r, sort_keys=True, default=str)) for r in records]
+        size, now = sum(len(text) for _, text in rows), time.time()
         with self._transaction() as db:
-            db.executemany("INSERT INTO feedback (card, record) VALUES (?, ?)",
-                           [(r["card"], json.dumps(r, sort_keys=True, default=str)) for r in records])
+            db.execute("DELETE FROM feedback_use WHERE at < ?", (now - 86400,))
+            for window, seconds, limit in (("minute", 60, quota.per_minute), ("day", 86400, quota.per_day)):
+                used, oldest = db.execute("SELECT COALESCE(SUM(bytes), 0), MIN(at) FROM feedback_use WHERE issuer = ? AND at >= ?",
+                                          (issuer, now - seconds)).fetchone()
+                if used + size > limit:
+                    raise QuotaExceeded(window, max(1, int((oldest or now) + seconds - now) + 1))
+            db.executemany("INSERT INTO feedback (card, record) VALUES (?, ?)", rows)
+            db.execute("INSERT INTO feedback_use VALUES (?, ?, ?)", (issuer, now, size))
 
     def feedback(self) -> list[dict[str, Any]]:
         with self._lock:
