@@ -36,7 +36,7 @@ OPERATORS: dict[str, tuple[str, ...]] = {
     "gte": ("number",),
     "known": ("number", "enum", "bool"),
 }
-# defer_build: a pack loaded from the cache (pack.py) never validates, so a CLI start skips building validators
+# defer_build: validators are built on first use, not at import
 Strict = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
 
