@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from ..knowledge.pack import Pack, default_path, load_pack
 from .compiler import compile_rules
 from .facts import build_fact, observed
-from .patient import Patient, parse_patient
+from .patient import Patient, brief, parse_patient
 from .result import Plan, Result, RulesetInfo, assemble
 from .session import RuleEngine
 
@@ -33,7 +33,7 @@ def one_line(error: ValidationError) -> str:
     for item in error.errors():
         loc = ".".join(str(part) for part in item["loc"]) or "patient"
         message = _bounded(item["msg"].removeprefix("Value error, "), 200)
-        given = "" if item["type"] == "value_error" else f" (got {_bounded(repr(item['input']), 60)})"
+        given = "" if item["type"] == "value_error" else f" (got {_bounded(brief(item['input']), 60)})"
         parts.append(f"{loc}: {message}{given}")
     return _bounded("; ".join(parts), MESSAGE_MAX)
 

@@ -23,7 +23,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .catalogue import BOOLS, ENUMS, FactSpec, catalogue
 from .rules import Rule
@@ -69,6 +69,14 @@ class Source(BaseModel):
     doi: str = ""
     url: str = ""
     note: str = ""
+
+    @field_validator("file")
+    @classmethod
+    def _file_name(cls, file: str) -> str:
+        # a name in the seeds folder, never a path: a pack under review reads nothing else
+        if any(c in file for c in "/\\\0") or file in (".", ".."):
+            raise ValueError(f"file {file[:80]!r}: a file name in the seeds folder, not a path")
+        return file
 
     @model_validator(mode="after")
     def _label_fields(self) -> Source:
@@ -344,12 +352,12 @@ def _read(root: Path) -> dict[str, bytes]:
         name = path.relative_to(root).as_posix()
         if not path.resolve().is_relative_to(inside):
             raise PackError(f"{name}: refused, a link to a file outside the pack")
-        texts[name] = _read_file(path, name, left)
+        texts[name] = read_file(path, name, left)
         left -= len(texts[name])
     return texts
 
 
-def _read_file(path: Path, name: str, limit: int) -> bytes:
+def read_file(path: Path, name: str, limit: int) -> bytes:
     """A regular file of at most `limit` bytes (opened without blocking: a FIFO does not hang)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
@@ -382,7 +390,7 @@ def manifest_problems(root: Path, files: dict[str, str]) -> list[str]:
     if not path.exists():
         return [f"{MANIFEST} is missing (run `jakcds rules manifest` after review)"]
     try:
-        listed = json.loads(_read_file(path, MANIFEST, MAX_PACK_BYTES))["files"]
+        listed = json.loads(read_file(path, MANIFEST, MAX_PACK_BYTES))["files"]
     except (PackError, ValueError, KeyError, TypeError, RecursionError):
         listed = None
     if not isinstance(listed, dict):

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
-from .vocabulary import UnknownCode
+from .vocabulary import UnknownCode, canonical_number
 
 Severity = Literal["info", "warning", "critical"]
 Evidence = Literal["label", "case_series", "case_report", "expert_opinion"]
@@ -86,6 +86,11 @@ class Test(BaseModel):
             raise ValueError(f"{self.fact} is true or false; got {self.value!r}")
         if spec.type == "number" and op == "eq" and isinstance(self.value, (bool, str)):
             raise ValueError(f"{self.fact} is a number; got {self.value!r}")
+        if spec.type == "number" and op != "known":
+            try:  # a threshold is a number the engine can compare with a fact: not NaN, not infinite
+                canonical_number(self.value)
+            except UnknownCode as error:
+                raise ValueError(f"{self.fact} {op} {error}") from None
         return self
 
 def _attr(op: str) -> str:

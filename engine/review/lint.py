@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from ..decision.evaluate import Evaluator, InputError
-from ..knowledge.pack import Pack, PackError, Source, default_path, load_pack
+from ..knowledge.pack import Pack, PackError, Source, default_path, load_pack, read_file
 from ..knowledge.rules import Group, Rule, Test
 
+MAX_SOURCE_BYTES = 16 << 20  # a seed or the label sheet (the largest is about 0.3 MB)
 _TYPOGRAPHIC = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "\u00a0": " ", "μ": "µ"})
 
 
@@ -86,7 +87,7 @@ def _quotes(pack: Pack, seeds: Path | None) -> list[Finding]:
             source = pack.sources[citation.source]
             path = source_path(source, seeds)
             if path not in texts:
-                raw = path.read_text(encoding="utf-8") if path.is_file() else None
+                raw = _source_text(path)
                 texts[path] = (normalise_quote(raw), quoted_spans(raw)) if raw is not None else None
             where = (pack.rule_files[rule.id], rule.id)
             if texts[path] is None:
@@ -99,6 +100,14 @@ def _quotes(pack: Pack, seeds: Path | None) -> list[Finding]:
                     part.strip() in quoted for part in normalise_quote(citation.quote).split("…") if part.strip()):
                 findings.append(Finding("error", *where, f"cited as a quote but the sheet does not quote it (mark it kind: record): {citation.quote!r}"))
     return findings
+
+
+def _source_text(path: Path) -> str | None:
+    """A source's text: a regular file of at most MAX_SOURCE_BYTES, else None (not checked)."""
+    try:
+        return read_file(path, path.name, MAX_SOURCE_BYTES).decode("utf-8", errors="replace")
+    except PackError:
+        return None
 
 
 def _merge(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
