@@ -284,17 +284,12 @@ def _cached_docs(entry: tuple[Path, str], files: dict[str, str]) -> dict[str, An
     """The parsed YAML of exactly these files (and this code), if an earlier load kept it."""
     path, code = entry
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
+        found = _regular(path, CACHE_MAX_BYTES, os.O_NOFOLLOW)
+        if found is None or not _private(found[0], stat.S_IFREG) or len(found[1]) > CACHE_MAX_BYTES:
+            return None
+        kept = json.loads(found[1])
+    except (OSError, ValueError, RecursionError):
         return None
-    with open(fd, "rb") as file:
-        info = os.fstat(fd)
-        if not _private(info, stat.S_IFREG) or info.st_size > CACHE_MAX_BYTES:
-            return None
-        try:
-            kept = json.loads(file.read(CACHE_MAX_BYTES))
-        except (ValueError, RecursionError):
-            return None
     if not isinstance(kept, dict) or kept.get("files") != files or kept.get("code") != code or not isinstance(kept.get("docs"), dict):
         return None  # another pack's or another code's entry under this name: never served
     with contextlib.suppress(OSError):  # used: the eviction in _keep goes by modification time
@@ -358,18 +353,30 @@ def _read(root: Path) -> dict[str, bytes]:
 
 
 def read_file(path: Path, name: str, limit: int) -> bytes:
-    """A regular file of at most `limit` bytes (opened without blocking: a FIFO does not hang)."""
+    """A regular file of at most `limit` bytes, else PackError."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        found = _regular(path, limit)
     except OSError as error:
         raise PackError(f"{name}: cannot be read ({error.strerror})") from None
-    with open(fd, "rb") as file:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise PackError(f"{name}: refused, not a regular file")
-        data = file.read(limit + 1)
-    if len(data) > limit:
-        raise PackError(f"{name}: refused, the pack's files exceed {MAX_PACK_BYTES >> 20} MiB together")
-    return data
+    if found is None:
+        raise PackError(f"{name}: refused, not a regular file")
+    if len(found[1]) > limit:
+        raise PackError(f"{name}: refused, more than {limit:,} bytes (a pack's files take {MAX_PACK_BYTES >> 20} MiB at most)")
+    return found[1]
+
+
+def _regular(path: Path, limit: int, flags: int = 0) -> tuple[os.stat_result, bytes] | None:
+    """The status and at most limit + 1 bytes of a regular file; None if it is not one. Opened
+    without blocking, so a FIFO does not hang; a device or folder is never read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | flags)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        with open(fd, "rb", closefd=False) as file:
+            return info, file.read(limit + 1)
+    finally:
+        os.close(fd)
 
 
 def _digests(texts: dict[str, bytes]) -> dict[str, str]:
