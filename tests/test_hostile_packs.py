@@ -34,12 +34,14 @@ def rule(rule_id="HOSTILE-TST-001", when="null", message='"A note of at least te
             f"  citations: {CITATION}\n  when: {when}\n  message: {message}\n  examples: {examples}\n")
 
 
-def bomb(leaf, levels, anchor="a"):
-    """YAML flow text of `levels` nested lists of ten aliases each over `leaf`: 10**levels leaves."""
-    text = f"&{anchor}0 {leaf}"
+def bomb(leaf, levels, group=""):
+    """YAML flow text of `levels` nested lists (each a `group` if given: {any: [...]}) of ten
+    aliases each over `leaf`: 10**levels leaves from a few hundred bytes."""
+    text = f"&a0 {leaf}"
     for level in range(1, levels + 1):
-        text = f"[{text}, " + ", ".join([f"*{anchor}{level - 1}"] * 9) + "]"
-        text = f"&{anchor}{level} {text}" if level < levels else text
+        text = f"[{text}, " + ", ".join([f"*a{level - 1}"] * 9) + "]"
+        text = f"{{{group}: {text}}}" if group else text
+        text = f"&a{level} {text}" if level < levels else text
     return text
 
 
@@ -50,19 +52,24 @@ def nested(depth):
     return when
 
 
-HOSTILE_RULES = {
-    "an alias bomb in when (10**6 tests, 1.6 KB)": rule(when="{any: " + bomb("{fact: platelets, lt: 50}", 6) + "}"),
-    "an alias bomb in an example (10**7 values)": rule(examples="[{fires: true, patient: {labs: " + bomb("1", 7) + "}}]"),
-    "a 1 MiB message aliased 100 times": rule(message="&m " + json.dumps("x" * (1 << 20)))
-    + "".join(rule(f"HOSTILE-TST-{i:03d}", message="*m") for i in range(2, 101)),
-    "520 thresholds in one rule": rule(when="{any: [" + ", ".join(f"{{fact: platelets, lt: {100 + i}}}" for i in range(520)) + "]}"),
-    "when nested 20 deep": rule(when=nested(20)),
-    "threshold .nan": rule(when="{fact: platelets, lt: .nan}"),
-    "threshold .inf": rule(when="{fact: platelets, lt: .inf}"),
-    "threshold -.inf": rule(when="{fact: platelets, gt: -.inf}"),
-    "threshold 1.0e-05": rule(when="{fact: platelets, lt: 1.0e-05}"),
-    "threshold 1.0e+300": rule(when="{fact: platelets, lt: 1.0e+300}"),
-    "a self-containing alias": rule(examples="&loop [{fires: true, patient: {labs: *loop}}]"),
+def threshold(value, op="lt"):
+    return rule(when=f"{{all: [{{fact: platelets, {op}: {value}}}]}}")
+
+
+HOSTILE_RULES = {  # name -> (the rule file's rules, what the refusal says)
+    "an alias bomb in when (10**6 tests, 1.6 KB)": (rule(when=bomb("{fact: platelets, lt: 50}", 6, "any")), "YAML aliases"),
+    "an alias bomb in an example (10**7 values)": (rule(examples="[{fires: true, patient: {labs: " + bomb("1", 7) + "}}]"), "YAML aliases"),
+    "a 1 MiB message aliased 100 times": (rule(message="&m " + json.dumps("x" * (1 << 20)))
+                                          + "".join(rule(f"HOSTILE-TST-{i:03d}", message="*m") for i in range(2, 101)), "MiB of text"),
+    "520 thresholds in one rule": (rule(when="{any: [" + ", ".join(f"{{fact: platelets, lt: {100 + i}}}" for i in range(520)) + "]}"),
+                                   "521 distinct tests (probes included)"),
+    "when nested 20 deep": (rule(when=nested(20)), "21 nested all/any"),
+    "threshold .nan": (threshold(".nan"), "platelets lt nan is outside the range"),
+    "threshold .inf": (threshold(".inf"), "platelets lt inf is outside the range"),
+    "threshold -.inf": (threshold("-.inf", "gt"), "platelets gt -inf is outside the range"),
+    "threshold 1.0e-05": (threshold("1.0e-05"), "platelets lt 1e-05 is outside the range"),
+    "threshold 1.0e+300": (threshold("1.0e+300"), "platelets lt 1e+300 is outside the range"),
+    "a self-containing alias": (rule(examples="&loop [{fires: true, patient: {labs: *loop}}]"), "contains itself"),
 }
 
 
@@ -83,13 +90,25 @@ def refused(pack_dir, tmp_path, *command):
 
 @pytest.mark.parametrize("name", HOSTILE_RULES)
 def test_a_hostile_rule_is_refused_in_one_line(pack_dir, tmp_path, name):
-    (pack_dir / "seed" / "hostile.yaml").write_text("rules:\n" + HOSTILE_RULES[name], encoding="utf-8")
+    text, reason = HOSTILE_RULES[name]
+    (pack_dir / "seed" / "hostile.yaml").write_text("rules:\n" + text, encoding="utf-8")
     write_manifest(pack_dir)  # as an author would: the pack is refused for what it is, not for its manifest
-    refused(pack_dir, tmp_path)
+    assert reason in refused(pack_dir, tmp_path)
+
+
+def test_the_hostile_rules_are_valid_but_for_their_attack(pack_dir, tmp_path):
+    """The same rule with a plain condition loads and evaluates: each refusal above is the attack's."""
+    (pack_dir / "seed" / "hostile.yaml").write_text("rules:\n" + threshold(50), encoding="utf-8")
+    write_manifest(pack_dir)
+    patient = tmp_path / "patient.json"
+    patient.write_text(json.dumps({**WENZEL, "labs": {"platelets": 40}}))
+    done = subprocess.run([JAKCDS, "evaluate", str(patient), "--format", "json", "--rules", str(pack_dir)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "HOSTILE-TST-001" in {entry["rule"] for entry in json.loads(done.stdout)["trace"]}
 
 
 def test_a_hostile_pack_is_refused_by_rules_docs_too(pack_dir, tmp_path):
-    (pack_dir / "seed" / "hostile.yaml").write_text("rules:\n" + HOSTILE_RULES["an alias bomb in an example (10**7 values)"])
+    (pack_dir / "seed" / "hostile.yaml").write_text("rules:\n" + HOSTILE_RULES["an alias bomb in an example (10**7 values)"][0])
     refused(pack_dir, tmp_path, "rules", "docs", "-o", str(tmp_path / "site"))
 
 
@@ -103,11 +122,11 @@ def test_only_regular_files_inside_the_pack_are_read(pack_dir, tmp_path, kind):
     elif kind == "a folder":
         target.mkdir()
         (target / "x.txt").write_text("not yaml")
-    else:
-        outside = tmp_path / "outside.yaml"
-        shutil.copyfile(pack_dir / "seed" / "tofacitinib.yaml", outside)
-        (pack_dir / "seed" / "tofacitinib.yaml").unlink()
-        target.symlink_to(outside)
+    else:  # approved as a file of the pack, then moved out and linked: the same bytes
+        (pack_dir / "seed" / "tofacitinib.yaml").rename(target)
+        write_manifest(pack_dir)
+        target.rename(tmp_path / "outside.yaml")
+        target.symlink_to(tmp_path / "outside.yaml")
     assert "seed/other.yaml" in refused(pack_dir, tmp_path)
 
 
@@ -136,3 +155,15 @@ def test_lint_reads_no_file_outside_the_seeds_and_says_nothing_of_its_contents(p
         findings.append([str(finding).replace(quote, "QUOTE") for finding in lint(pack_dir)])
     assert findings[0] == findings[1]
     assert any("a file name in the seeds folder, not a path" in str(f) for f in findings[0])
+
+
+def test_an_engine_failure_on_the_packs_rules_is_pack_refused(pack_dir, tmp_path):
+    """48 more cautions that all fire on one patient make durable-rules fail at evaluation (its
+    error 303, a full matching stack): the pack is refused in one line, not a traceback."""
+    cautions = "".join(
+        f"- id: HOSTILE-TST-{i:03d}\n  title: A hostile caution\n  status: active\n  kind: caution\n  drugs: [ruxolitinib]\n"
+        f"  evidence: expert_opinion\n  citations: {CITATION}\n  when: {{all: [{{fact: platelets, lt: {1000 + i}}}]}}\n"
+        f"  message: A caution of ten characters.\n" for i in range(1, 49))
+    (pack_dir / "seed" / "hostile.yaml").write_text("rules:\n" + cautions, encoding="utf-8")
+    write_manifest(pack_dir)
+    assert "the engine failed on it" in refused(pack_dir, tmp_path)
