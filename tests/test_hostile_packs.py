@@ -167,3 +167,13 @@ def test_an_engine_failure_on_the_packs_rules_is_pack_refused(pack_dir, tmp_path
     (pack_dir / "seed" / "hostile.yaml").write_text("rules:\n" + cautions, encoding="utf-8")
     write_manifest(pack_dir)
     assert "the engine failed on it" in refused(pack_dir, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["520 thresholds in one rule", "when nested 20 deep", "an alias bomb in when (10**6 tests, 1.6 KB)"])
+def test_lint_reports_a_hostile_pack_as_a_finding(pack_dir, name):
+    text, reason = HOSTILE_RULES[name]
+    (pack_dir / "seed" / "hostile.yaml").write_text("rules:\n" + text, encoding="utf-8")
+    done = subprocess.run([JAKCDS, "rules", "lint", "--rules", str(pack_dir), "--format", "json"],
+                          capture_output=True, text=True, timeout=120, preexec_fn=limited)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert any(reason in finding["message"] for finding in json.loads(done.stdout))

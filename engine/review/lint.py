@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..decision.evaluate import Evaluator, InputError
+from ..decision.session import EngineError
 from ..knowledge.pack import Pack, PackError, Source, default_path, load_pack, read_file
 from ..knowledge.rules import Group, Rule, Test
 
@@ -60,11 +61,15 @@ def lint(path: Path | str | None = None, seeds: Path | None = None, today: datet
     root = Path(path) if path else default_path()
     try:
         pack = load_pack(root, verify=False)
+        evaluator = Evaluator(pack)  # compiled: what would hang or fail durable-rules is refused here
     except PackError as error:
         return [Finding("error", "", "", str(error))]
     findings = [Finding("error", "manifest.json", "", problem) for problem in pack.manifest_problems]
     findings += _quotes(pack, seeds_dir(root, seeds))
-    findings += _dose_conflicts(pack)
+    try:
+        findings += _dose_conflicts(pack, evaluator)
+    except EngineError as error:
+        findings.append(Finding("error", "", "", f"durable-rules failed evaluating the examples: {error}"))
     proposed = {drug for r in pack.active() if r.kind == "propose" for drug in r.drugs}  # drugs a caution can reach
     for rule in pack.active():
         findings += [Finding(level, pack.rule_files[rule.id], rule.id, message) for level, message in _rule(rule, proposed, today or datetime.date.today())]
@@ -121,12 +126,11 @@ def _merge(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _dose_conflicts(pack: Pack) -> list[Finding]:
+def _dose_conflicts(pack: Pack, evaluator: Evaluator) -> list[Finding]:
     """One dose per drug: two active cautions of one drug that state different doses and fire
     together on a profile made of a firing example of each are an error unless one supersedes the
     other."""
     dosed = [r for r in pack.active() if r.dose]
-    evaluator = Evaluator(pack) if dosed else None
     findings = []
     for a, b in combinations(dosed, 2):
         if a.dose == b.dose or not set(a.drugs) & set(b.drugs) or a.id in b.supersedes or b.id in a.supersedes:
