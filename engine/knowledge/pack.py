@@ -14,10 +14,10 @@ import contextlib
 import datetime
 import hashlib
 import json
+import logging
 import os
 import stat
 import sys
-import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -275,7 +275,7 @@ def _usable_folder(folder: Path) -> bool:
     except OSError:
         return False
     if not _private(info, stat.S_IFDIR):
-        warnings.warn(f"jakcds: pack cache {folder} not used: it must be a folder of this user that no one else can write", stacklevel=5)
+        logging.getLogger("jakcds").warning("jakcds: pack cache %s not used: it must be a folder of this user that no one else can write", folder)
         return False
     return True
 
