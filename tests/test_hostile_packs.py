@@ -109,7 +109,8 @@ def test_the_hostile_rules_are_valid_but_for_their_attack(pack_dir, tmp_path):
 
 def test_a_hostile_pack_is_refused_by_rules_docs_too(pack_dir, tmp_path):
     (pack_dir / "seed" / "hostile.yaml").write_text("rules:\n" + HOSTILE_RULES["an alias bomb in an example (10**7 values)"][0])
-    refused(pack_dir, tmp_path, "rules", "docs", "-o", str(tmp_path / "site"))
+    write_manifest(pack_dir)
+    assert "YAML aliases" in refused(pack_dir, tmp_path, "rules", "docs", "-o", str(tmp_path / "site"))
 
 
 @pytest.mark.parametrize("kind", ["a link to /dev/zero", "a FIFO", "a link to a rule file outside the pack", "a folder"])
