@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import jakcds
 from conftest import RULES, WENZEL
 from jakcds.knowledge.pack import write_manifest
 from jakcds.review.lint import lint
@@ -178,3 +179,12 @@ def test_lint_reports_a_hostile_pack_as_a_finding(pack_dir, name):
                           capture_output=True, text=True, timeout=120, preexec_fn=limited)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert any(reason in finding["message"] for finding in json.loads(done.stdout))
+
+
+def test_any_ruleset_durable_rules_refuses_is_a_pack_error(monkeypatch, pack):
+    """A limit the compiler does not check yet still ends as a refused pack (exit 3), not a traceback."""
+    from jakcds.decision import compiler
+
+    monkeypatch.setattr(compiler, "compile_test", lambda test: {"$lt": {test.fact: [1]}})  # durable's error 102
+    with pytest.raises(jakcds.PackError, match="durable-rules refused the compiled pack"):
+        jakcds.Evaluator(pack)

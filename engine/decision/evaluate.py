@@ -6,10 +6,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import durable_rules_engine as native
 from pydantic import ValidationError
 
 from ..knowledge.pack import Pack, default_path, load_pack
-from .compiler import compile_rules
+from .compiler import CompileError, compile_rules
 from .facts import build_fact, observed
 from .patient import Patient, brief, parse_patient
 from .result import Plan, Result, RulesetInfo, assemble
@@ -45,7 +46,11 @@ class Evaluator:
         self.pack = pack
         self.rules = pack.active(include_draft)
         self.plan = Plan.of(self.rules, pack)
-        self.engine = RuleEngine(compile_rules(self.rules, {code: e.is_a for code, e in pack.diagnoses.entries.items()}))
+        rulesets = compile_rules(self.rules, {code: e.is_a for code, e in pack.diagnoses.entries.items()})
+        try:
+            self.engine = RuleEngine(rulesets)
+        except native.error as error:  # a limit the compiler does not know yet: the pack is refused all the same
+            raise CompileError(f"durable-rules refused the compiled pack: {error}") from None
         # conditions some proposal rule is about: a patient outside them gets the JAKCDS-002 note
         self.covered = frozenset(
             test.value
