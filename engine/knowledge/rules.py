@@ -213,7 +213,7 @@ class Rule(BaseModel):
             raise ValueError("asks applies to caution rules only")
         if self.dose and self.kind != "caution":
             raise ValueError("dose applies to caution rules only (a proposal's message gives the usual dose)")
-        unknown_tested = {t.fact for t in self.when.tests() if t.op == "known" and t.value is False} if self.when else set()
+        unknown_tested = {t.fact for t in self.when.tests() if t.known is False} if self.when and self.asks else set()
         if not set(self.asks) <= unknown_tested:
             raise ValueError(f"asks {sorted(set(self.asks) - unknown_tested)}: a rule asks only for facts it tests as unknown (known: false)")
         return self
