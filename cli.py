@@ -22,7 +22,7 @@ import typer
 # package, ~15 ms of each start) finds nothing jakcds uses
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
-from jakcds import InputError, PackError, evaluator  # noqa: E402
+from jakcds import EngineError, InputError, PackError, evaluator  # noqa: E402
 from jakcds.ehr.chart import evaluate_read, read_chart  # noqa: E402
 from jakcds.ehr.fhir import is_fhir  # noqa: E402
 
@@ -112,11 +112,14 @@ def decide(ev: Any, data: Any, condition: str | None, as_of: datetime | None) ->
 
 @contextmanager
 def input_errors(patient: str, *also: type[Exception]) -> Iterator[None]:
-    """An InputError (or one of `also`) about the patient document: one line on stderr, exit 2."""
+    """An InputError (or one of `also`) about the patient document: one line on stderr, exit 2;
+    durable-rules failing on the pack's rules: "rule pack: refused", exit 3."""
     try:
         yield
     except (InputError, *also) as error:
         fail(f"{'stdin' if patient == '-' else patient}: {error}")
+    except EngineError as error:  # durable-rules failed on the pack's rules (e.g. too many co-firing tests)
+        fail(f"rule pack: refused, the engine failed on it: {error}", code=3)
 
 
 def fhir_reader(ev: Any, data: Any, as_of: datetime | None) -> Any:

@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import jakcds
@@ -104,7 +105,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--evaluations", type=int, default=100_000, help="for the RSS measurement")
     parser.add_argument("--fuzz", type=int, default=10_000, help="fuzzed profiles, and as many FHIR charts")
+    parser.add_argument("--fuzz-only", action="store_true", help="only the robustness fuzz (6.)")
     args = parser.parse_args()
+    if args.fuzz_only:
+        return print_fuzz(jakcds.evaluator(), patients(), args.fuzz)
     ev = jakcds.evaluator()
     cases = patients()
     print(f"machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, "
@@ -159,7 +163,11 @@ def main() -> None:
         print(f"scale: {len(big.rules):>5} rules, {len(big.engine._handles)} durable ruleset(s): "
               f"{rate(big, cases):,.0f} evaluations/s; first explain {first_explain * 1000:,.0f} ms")
 
-    profiles, charts, others = fuzz(ev, cases, args.fuzz)
+    print_fuzz(ev, cases, args.fuzz)
+
+
+def print_fuzz(ev: jakcds.Evaluator, cases: list[dict], n: int) -> None:
+    profiles, charts, others = fuzz(ev, cases, n)
     print(f"fuzz: {profiles:,} mutated profiles and {charts:,} mutated FHIR charts: "
           f"{sum(others.values())} exceptions other than InputError/PackError/EngineError {others or ''}")
 
@@ -181,21 +189,29 @@ def rate(ev: jakcds.Evaluator, cases: list[dict], seconds: float = 2.0) -> float
     return done / (time.perf_counter() - start)
 
 
+def nested(depth: int, leaf: object = 1) -> object:
+    """A value nested `depth` lists (or dicts) deep: near and past the JSON and recursion limits."""
+    for level in range(depth):
+        leaf = [leaf] if level % 2 else {"value": leaf}
+    return leaf
+
+
 def junk(rng: random.Random) -> object:
-    return rng.choice([None, True, -1, 10**40, 1e-05, 1e308, float("inf"), "", "x" * rng.randint(1, 50), [], {}, [1, "a"], {"value": "85"}])
+    return rng.choice([None, True, -1, 10**40, 10**400, -(10**400), 10**5000, 1e-05, 1e308, float("inf"), float("nan"), "",
+                       "x" * rng.randint(1, 50), [], {}, [1, "a"], {"value": "85"}, {"value": 10**400, "unit": "10^3/uL"},
+                       nested(rng.choice([50, 990, 1000, 3000])), "\udcff\x00"])
 
 
 def mutate(rng: random.Random, document: object) -> object:
     """One random change deep inside a JSON document: a value replaced or a key removed."""
     paths: list[list] = []
-
-    def walk(node: object, path: list) -> None:
+    stack: list[tuple[object, list]] = [(document, [])]
+    while stack:  # not recursive: a junk value may be nested thousands deep
+        node, path = stack.pop()
         paths.append(path)
-        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else []
-        for key, child in items:
-            walk(child, path + [key])
-
-    walk(document, [])
+        if len(path) < 50:
+            items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else []
+            stack.extend((child, path + [key]) for key, child in items)
     path = rng.choice(paths[1:])
     parent = document
     for key in path[:-1]:
@@ -226,13 +242,17 @@ def fuzz(ev: jakcds.Evaluator, cases: list[dict], n: int) -> tuple[int, int, dic
         chart = copy.deepcopy(charts[i % len(charts)])
         for _ in range(rng.randint(1, 3)):
             chart = mutate(rng, chart)
+        if rng.random() < 0.05:  # not a JSON object at the top
+            chart = junk(rng)
         for attempt in (lambda: ev.evaluate(profile), lambda: evaluate_chart(ev, chart)):
             try:
                 attempt()
             except ours:
                 pass
             except Exception as error:  # noqa: BLE001 - counted: what the library must never raise
-                others[type(error).__name__] = others.get(type(error).__name__, 0) + 1
+                where = traceback.extract_tb(error.__traceback__)[-1]
+                name = f"{type(error).__name__} at {Path(where.filename).name}:{where.lineno}"
+                others[name] = others.get(name, 0) + 1
     return n, n, others
 
 

@@ -28,10 +28,14 @@ from .facts import GIVEN_CONDITION
 
 SENTINEL = "$sentinel"  # asserted first in every session, so delete_state is always safe
 PATIENT = {"t": "patient"}
-# Measured limits of durable-rules 2.0.28 (shared/knowledge/durable-rules.md §1):
-MAX_RULES = 512  # above ~512 distinct tests under one shared prefix create_ruleset hangs
+# Measured limits of durable-rules 2.0.28 (shared/knowledge/durable-rules.md §1; the test counts
+# re-measured for issue 24: 512 distinct thresholds in one rule's `any` or over 512 rules build in
+# 0.04 s, 513 hang; 15 all/any in one pattern build, 16 fail with error 113):
+MAX_RULES = 512  # above 512 rules (each a distinct test) create_ruleset hangs
+MAX_TESTS = 512  # above 512 distinct tests in one ruleset (under its shared prefix) create_ruleset hangs
+MAX_GROUPS = 15  # above 15 all/any in one pattern: error 113
 MAX_SAME_LAST_TEST = 256  # above 256 rules ending in the same test: error 108
-CHUNK = 400  # durable rules per ruleset: inside the first limit (the second is kept while packing)
+CHUNK = 400  # durable rules per ruleset: inside the first limit (the others are kept while packing)
 
 _COMPARE = {"lt": "$lt", "lte": "$lte", "gt": "$gt", "gte": "$gte"}
 # tests of one value, which a profile may leave unknown (code lists are read as given; `known`
@@ -97,12 +101,18 @@ def _durable_rule(name: str, condition: Test | Group | None, broader: Mapping[st
 
 
 def _compiled(rule: Rule, broader: Mapping[str, list[str]]) -> dict[str, Any]:
-    """A rule and its probes, as durable rules."""
+    """A rule and its probes, as durable rules; refused if they alone would fail or hang durable-rules."""
     compiled = {rule.id: _durable_rule(rule.id, rule.when)}
     if rule.kind == "propose" or relaxable(rule):
         compiled.update({part_probe(rule.id, i): _durable_rule(part_probe(rule.id, i), part) for i, part in enumerate(rule.parts)})
     if relaxable(rule):
         compiled[relaxed_probe(rule.id)] = _durable_rule(relaxed_probe(rule.id), rule.when, broader)
+    groups = max(_groups(body["all"][0]["m"]) for body in compiled.values())
+    if groups > MAX_GROUPS:
+        raise CompileError(f"{rule.id}: its condition compiles to {groups} nested all/any (relaxed probes included); durable-rules fails above {MAX_GROUPS}")
+    tests = len(_tests(compiled))
+    if tests > MAX_TESTS:
+        raise CompileError(f"{rule.id}: {tests} distinct tests (probes included); durable-rules hangs above {MAX_TESTS} in one ruleset")
     return compiled
 
 
@@ -119,14 +129,37 @@ def chunked(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rules is several rulesets, each inside durable-rules' limits."""
     chunks: list[dict[str, Any]] = [{}]
     last: Counter[str] = Counter()
+    tests: set[str] = set()
     for group in groups:
         ends = Counter(_last_key(body) for body in group.values())
-        if chunks[-1] and (len(chunks[-1]) + len(group) > CHUNK or any(last[k] + n >= MAX_SAME_LAST_TEST for k, n in ends.items())):
+        more = _tests(group)
+        if chunks[-1] and (len(chunks[-1]) + len(group) > CHUNK or any(last[k] + n >= MAX_SAME_LAST_TEST for k, n in ends.items())
+                           or len(tests | more) > MAX_TESTS):
             chunks.append({})
-            last = Counter()
+            last, tests = Counter(), set()
         chunks[-1].update(group)
         last.update(ends)
+        tests |= more
     return [build_ruleset(chunk) for chunk in chunks]
+
+
+def _tests(rules: dict[str, Any]) -> set[str]:
+    """The distinct tests (leaves of the patterns) of some durable rules."""
+    found, stack = set(), [body["all"][0]["m"] for body in rules.values()]
+    while stack:
+        pattern = stack.pop()
+        if isinstance(pattern, dict) and len(pattern) == 1 and next(iter(pattern)) in ("$and", "$or"):
+            stack.extend(next(iter(pattern.values())))
+        else:
+            found.add(json.dumps(pattern, sort_keys=True))
+    return found
+
+
+def _groups(pattern: Any) -> int:
+    """How many all/any (`$and`/`$or`) one pattern holds."""
+    if isinstance(pattern, dict) and len(pattern) == 1 and next(iter(pattern)) in ("$and", "$or"):
+        return 1 + sum(_groups(item) for item in next(iter(pattern.values())))
+    return 0
 
 
 def _last_key(body: dict[str, Any]) -> str:
@@ -138,6 +171,9 @@ def build_ruleset(rules: dict[str, Any]) -> dict[str, Any]:
     if len(rules) > MAX_RULES:
         raise CompileError(f"{len(rules)} rules: durable-rules hangs above {MAX_RULES} under one prefix")
     ruleset = {SENTINEL: {"all": [{"m": {"t": SENTINEL}}], "run": SENTINEL}, **rules}
+    tests = len(_tests(ruleset))
+    if tests > MAX_TESTS:
+        raise CompileError(f"{tests} distinct tests in one ruleset: durable-rules hangs above {MAX_TESTS}")
     last_tests = Counter(_last_key(body) for body in ruleset.values())
     test, count = last_tests.most_common(1)[0]
     if count > MAX_SAME_LAST_TEST:

@@ -6,12 +6,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import durable_rules_engine as native
 from pydantic import ValidationError
 
 from ..knowledge.pack import Pack, default_path, load_pack
-from .compiler import compile_rules
+from .compiler import CompileError, compile_rules
 from .facts import build_fact, observed
-from .patient import Patient, parse_patient
+from .patient import Patient, brief, parse_patient
 from .result import Plan, Result, RulesetInfo, assemble
 from .session import RuleEngine
 
@@ -33,7 +34,7 @@ def one_line(error: ValidationError) -> str:
     for item in error.errors():
         loc = ".".join(str(part) for part in item["loc"]) or "patient"
         message = _bounded(item["msg"].removeprefix("Value error, "), 200)
-        given = "" if item["type"] == "value_error" else f" (got {_bounded(repr(item['input']), 60)})"
+        given = "" if item["type"] == "value_error" else f" (got {_bounded(brief(item['input']), 60)})"
         parts.append(f"{loc}: {message}{given}")
     return _bounded("; ".join(parts), MESSAGE_MAX)
 
@@ -45,7 +46,11 @@ class Evaluator:
         self.pack = pack
         self.rules = pack.active(include_draft)
         self.plan = Plan.of(self.rules, pack)
-        self.engine = RuleEngine(compile_rules(self.rules, {code: e.is_a for code, e in pack.diagnoses.entries.items()}))
+        rulesets = compile_rules(self.rules, {code: e.is_a for code, e in pack.diagnoses.entries.items()})
+        try:
+            self.engine = RuleEngine(rulesets)
+        except native.error as error:  # a limit the compiler does not know yet: the pack is refused all the same
+            raise CompileError(f"durable-rules refused the compiled pack: {error}") from None
         # conditions some proposal rule is about: a patient outside them gets the JAKCDS-002 note
         self.covered = frozenset(
             test.value
@@ -94,7 +99,7 @@ def evaluator(rules: Path | str | None = None, include_draft: bool = False) -> E
     """The cached Evaluator for a pack directory (default: the shipped pack)."""
     path = Path(rules).resolve() if rules else default_path()
     with _lock:
-        key = (path, include_draft, rules is None)  # the shipped pack named by its path is not "(built-in)"
+        key = (path, include_draft, rules is None)  # the shipped pack by default reports "(built-in)", by path its path
         if key not in _evaluators:
             _evaluators[key] = Evaluator(load_pack(path), include_draft, builtin=rules is None)
         return _evaluators[key]

@@ -7,6 +7,7 @@ Validation needs the rule pack's vocabularies, passed as pydantic validation con
 from __future__ import annotations
 
 import math
+import reprlib
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -18,6 +19,17 @@ if TYPE_CHECKING:
     from ..knowledge.pack import Pack
 
 Number = int | float
+_BRIEF = reprlib.Repr()
+_BRIEF.maxlevel, _BRIEF.maxstring, _BRIEF.maxother, _BRIEF.maxlong = 2, 60, 60, 40
+
+
+def brief(value: Any) -> str:
+    """A short repr of an input value for an error message: bounded in depth and size, so a value
+    nested a thousand deep or an integer of thousands of digits is never echoed (nor fails)."""
+    try:
+        return _BRIEF.repr(value)
+    except (ValueError, RecursionError):  # e.g. an int past Python's digit limit
+        return f"<{type(value).__name__}>"
 
 
 def _pack(info: ValidationInfo) -> Pack:
@@ -124,13 +136,13 @@ class Patient(BaseModel):
                 raise ValueError(f"unknown lab {name!r} (known: {', '.join(known)})")
             value, unit = (raw.get("value"), raw.get("unit")) if isinstance(raw, dict) else (raw, lab.unit)
             if isinstance(raw, dict) and set(raw) != {"value", "unit"}:
-                raise ValueError(f"{name}: expected {{'value': number, 'unit': text}}, got {raw!r}")
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"{name}: value must be a finite number, got {value!r}")
+                raise ValueError(f"{name}: expected {{'value': number, 'unit': text}}, got {brief(raw)}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{name}: value must be a finite number, got {brief(value)}")
             if value < 0:
                 raise ValueError(f"{name}: value must not be negative, got {value!r}")
             if not isinstance(unit, str):
-                raise ValueError(f"{name}: unit must be text, got {unit!r}")
+                raise ValueError(f"{name}: unit must be text, got {brief(unit)}")
             try:
                 normalised[name] = lab.convert(value, unit)
             except UnknownCode as error:

@@ -14,11 +14,15 @@ from .fhir import FhirError, Reader, resources
 
 def read_chart(ev: Evaluator, data: dict[str, Any], as_of: date | None = None) -> Reader:
     """Read FHIR R4 input for this evaluator's pack; ages on `as_of` (default today)."""
+    if not isinstance(data, dict):
+        raise InputError(f"FHIR input is a JSON object (a Bundle, a resource or a prefetch map), not {type(data).__name__}")
     reader = Reader(ev.pack, as_of or date.today(), drafts=ev.info.drafts_included)
     try:
         reader.read(resources(data))
     except FhirError as error:
         raise InputError(str(error)) from None
+    except (RecursionError, ValueError):  # echoing a value nested too deep, or an integer of thousands of digits
+        raise InputError("FHIR input holds a value nested too deeply or a number too long to read") from None
     return reader
 
 

@@ -11,17 +11,19 @@ Layout of a pack directory:
 from __future__ import annotations
 
 import contextlib
+import datetime
 import hashlib
 import json
+import logging
 import os
-import pickle
+import stat
 import sys
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .catalogue import BOOLS, ENUMS, FactSpec, catalogue
 from .rules import Rule
@@ -67,6 +69,14 @@ class Source(BaseModel):
     doi: str = ""
     url: str = ""
     note: str = ""
+
+    @field_validator("file")
+    @classmethod
+    def _file_name(cls, file: str) -> str:
+        # a name in the seeds folder, never a path: a pack under review reads nothing else
+        if any(c in file for c in "/\\\0") or file in (".", ".."):
+            raise ValueError(f"file {file[:80]!r}: a file name in the seeds folder, not a path")
+        return file
 
     @model_validator(mode="after")
     def _label_fields(self) -> Source:
@@ -176,23 +186,18 @@ def load_pack(path: Path | str | None = None, verify: bool = True) -> Pack:
     if verify and problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise PackError(f"{root}: refused, the pack does not match its {MANIFEST}: {problems[0]}{more}")
-    cached = _cache_file(files)
-    try:  # the validated pack of exactly these files (and this code), if an earlier load kept it
-        pack = pickle.loads(cached.read_bytes()) if cached else None
-    except Exception:  # noqa: BLE001 - any unreadable cache entry is rebuilt
-        pack = None
-    if pack is not None:
-        with contextlib.suppress(OSError):  # used: the eviction in _keep goes by modification time
-            os.utime(cached)
-    if pack is None:
-        pack = _build(root, texts, files, problems)
-        _keep(cached, pack)
-    pack.path, pack.manifest_problems = root, problems
+    entry = _entry(files)
+    docs = _cached_docs(entry, files) if entry else None
+    if docs is not None:
+        return _build(root, docs, files, problems)
+    docs = _parse(texts)
+    pack = _build(root, docs, files, problems)
+    if entry:
+        _keep(entry, files, docs, pack)
     return pack
 
 
-def _build(root: Path, texts: dict[str, bytes], files: dict[str, str], problems: list[str]) -> Pack:
-    docs = {name: _yaml(name, text) for name, text in texts.items()}
+def _build(root: Path, docs: dict[str, Any], files: dict[str, str], problems: list[str]) -> Pack:
     pack = Pack(
         path=root,
         meta=_model(PackMeta, docs, "pack.yaml"),
@@ -226,41 +231,153 @@ def _build(root: Path, texts: dict[str, bytes], files: dict[str, str], problems:
     return pack
 
 
-# The parsed, validated pack is cached by the sha256 of its files and of the code that reads them
-# (so the cache cannot drift from either): parsing and validating the YAML is most of a CLI start.
+# The parsed YAML of a pack is cached as JSON, keyed by the sha256 of its files and of the code
+# that reads them: parsing the YAML is most of a CLI start. The cache holds data only (never
+# code), is validated again on every load, and is used only in a folder that no one else can write.
 CODE_FILES = ("pack.py", "rules.py", "vocabulary.py", "catalogue.py")
 CACHE_KEEP = 8  # entries kept (most recently used): each new version of the pack or the code adds one
+CACHE_MAX_BYTES = 64 << 20  # an entry larger than this is not read
 
 
-def _cache_file(files: dict[str, str]) -> Path | None:
+def _code_sha256() -> str:
+    here = Path(__file__).resolve().parent
+    return hashlib.sha256(b"".join((here / name).read_bytes() for name in CODE_FILES)).hexdigest()
+
+
+def _cache_folder() -> Path | None:
     setting = os.environ.get("JAKCDS_CACHE", "")
     if setting == "off":
         return None
-    here = Path(__file__).resolve().parent
-    code = hashlib.sha256(b"".join((here / name).read_bytes() for name in CODE_FILES)).hexdigest()
+    return Path(setting) if setting else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "jakcds"
+
+
+def _entry(files: dict[str, str]) -> tuple[Path, str] | None:
+    """The cache entry of these files, with the code's sha256; None when the cache is off or its
+    folder is not safe to use."""
+    folder = _cache_folder()
+    if folder is None or not _usable_folder(folder):
+        return None
+    code = _code_sha256()
     key = hashlib.sha256(f"{pack_sha256(files)} {code} {sys.version}".encode()).hexdigest()
-    folder = Path(setting) if setting else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "jakcds"
-    return folder / f"pack-{key[:32]}.pickle"
+    return folder / f"pack-{key[:32]}.json", code
 
 
-def _keep(cached: Path | None, pack: Pack) -> None:
-    """Write the cache entry atomically; a read-only or missing home only costs the next load its parse."""
-    if cached is None:
+def _private(info: os.stat_result, kind: int) -> bool:
+    """Owned by this user, of the given kind, and writable by no one else."""
+    return stat.S_IFMT(info.st_mode) == kind and info.st_uid == os.geteuid() and not info.st_mode & 0o022
+
+
+def _usable_folder(folder: Path) -> bool:
+    """A folder another user owns or can write could hold anything: it is not used (one warning)."""
+    try:
+        info = os.lstat(folder)
+    except FileNotFoundError:
+        return True  # made by _keep, private
+    except OSError:
+        return False
+    if not _private(info, stat.S_IFDIR):
+        logging.getLogger("jakcds").warning("jakcds: pack cache %s not used: it must be a folder of this user that no one else can write", folder)
+        return False
+    return True
+
+
+def _cached_docs(entry: tuple[Path, str], files: dict[str, str]) -> dict[str, Any] | None:
+    """The parsed YAML of exactly these files (and this code), if an earlier load kept it."""
+    path, code = entry
+    try:
+        found = _regular(path, CACHE_MAX_BYTES, os.O_NOFOLLOW)
+        if found is None or not _private(found[0], stat.S_IFREG) or len(found[1]) > CACHE_MAX_BYTES:
+            return None
+        kept = json.loads(found[1])
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(kept, dict) or kept.get("files") != files or kept.get("code") != code or not isinstance(kept.get("docs"), dict):
+        return None  # another pack's or another code's entry under this name: never served
+    with contextlib.suppress(OSError):  # used: the eviction in _keep goes by modification time
+        os.utime(path)
+    return kept["docs"]
+
+
+def _as_json(docs: dict[str, Any]) -> str | None:
+    """The docs as JSON, or None if JSON cannot hold them as they are (YAML's dates become text)."""
+
+    def dates(value: Any) -> str:
+        if isinstance(value, datetime.date):
+            return value.isoformat()
+        raise TypeError(type(value).__name__)
+
+    try:
+        return json.dumps(docs, default=dates, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return None
+
+
+def _keep(entry: tuple[Path, str], files: dict[str, str], docs: dict[str, Any], pack: Pack) -> None:
+    """Keep the parsed pack for the next load, written atomically in a private folder, only if
+    its JSON builds exactly this pack; a read-only or missing home only costs the next load its parse."""
+    path, code = entry
+    text = _as_json(docs)
+    if text is None or _build(pack.path, json.loads(text), files, pack.manifest_problems) != pack:
         return
     try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        temporary = cached.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_bytes(pickle.dumps(pack, protocol=pickle.HIGHEST_PROTOCOL))
-        os.replace(temporary, cached)
-        entries = sorted(cached.parent.glob("pack-*.pickle"), key=lambda entry: entry.stat().st_mtime, reverse=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with open(fd, "w", encoding="utf-8") as file:
+            file.write(f'{{"files": {json.dumps(files)}, "code": "{code}", "docs": {text}}}')
+        os.replace(temporary, path)
+        entries = sorted(path.parent.glob("pack-*.json"), key=lambda stale: stale.lstat().st_mtime, reverse=True)
         for stale in entries[CACHE_KEEP:]:
             stale.unlink(missing_ok=True)
     except OSError:
         pass
 
 
+# Bounds of a pack (the shipped one is about 0.3 MB): a hostile pack under review must not
+# exhaust the reviewer's machine, through its files or through YAML aliases that expand them.
+MAX_PACK_BYTES = 16 << 20  # all its files together
+MAX_NODES = 1_000_000  # YAML nodes, aliases expanded (each rule file's rules, tests, examples)
+MAX_TEXT = 32 << 20  # characters of text, aliases expanded
+
+
 def _read(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*.yaml"))}
+    """Every *.yaml file of the pack: regular files inside its folder only (no link out, no
+    device, no FIFO), together at most MAX_PACK_BYTES."""
+    inside, texts, left = root.resolve(), {}, MAX_PACK_BYTES
+    for path in sorted(root.rglob("*.yaml")):
+        name = path.relative_to(root).as_posix()
+        if not path.resolve().is_relative_to(inside):
+            raise PackError(f"{name}: refused, a link to a file outside the pack")
+        texts[name] = read_file(path, name, left)
+        left -= len(texts[name])
+    return texts
+
+
+def read_file(path: Path, name: str, limit: int) -> bytes:
+    """A regular file of at most `limit` bytes, else PackError."""
+    try:
+        found = _regular(path, limit)
+    except OSError as error:
+        raise PackError(f"{name}: cannot be read ({error.strerror})") from None
+    if found is None:
+        raise PackError(f"{name}: refused, not a regular file")
+    if len(found[1]) > limit:
+        raise PackError(f"{name}: refused, more than {limit:,} bytes (a pack's files take {MAX_PACK_BYTES >> 20} MiB at most)")
+    return found[1]
+
+
+def _regular(path: Path, limit: int, flags: int = 0) -> tuple[os.stat_result, bytes] | None:
+    """The status and at most limit + 1 bytes of a regular file; None if it is not one. Opened
+    without blocking, so a FIFO does not hang; a device or folder is never read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | flags)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        with open(fd, "rb", closefd=False) as file:
+            return info, file.read(limit + 1)
+    finally:
+        os.close(fd)
 
 
 def _digests(texts: dict[str, bytes]) -> dict[str, str]:
@@ -278,11 +395,13 @@ def pack_sha256(files: dict[str, str]) -> str:
 def manifest_problems(root: Path, files: dict[str, str]) -> list[str]:
     """How the pack's files differ from manifest.json (the state a reviewer approved)."""
     path = root / MANIFEST
-    try:
-        listed = json.loads(path.read_text(encoding="utf-8"))["files"]
-    except FileNotFoundError:
+    if not path.exists():
         return [f"{MANIFEST} is missing (run `jakcds rules manifest` after review)"]
-    except (ValueError, KeyError, TypeError):
+    try:
+        listed = json.loads(read_file(path, MANIFEST, MAX_PACK_BYTES))["files"]
+    except (PackError, ValueError, KeyError, TypeError, RecursionError):
+        listed = None
+    if not isinstance(listed, dict):
         return [f"{MANIFEST} is not a valid manifest"]
     problems = []
     for name in sorted(set(files) | set(listed)):
@@ -295,13 +414,49 @@ def manifest_problems(root: Path, files: dict[str, str]) -> list[str]:
     return problems
 
 
+def _parse(texts: dict[str, bytes]) -> dict[str, Any]:
+    """Each file's YAML, refused when its aliases expand the pack past MAX_NODES or MAX_TEXT."""
+    docs, nodes, text = {}, 0, 0
+    for name, data in texts.items():
+        docs[name] = _yaml(name, data)
+        more_nodes, more_text = _expanded(name, docs[name])
+        nodes, text = nodes + more_nodes, text + more_text
+        if nodes > MAX_NODES or text > MAX_TEXT:
+            raise PackError(f"{name}: refused, the pack expands (YAML aliases included) past {MAX_NODES:,} values or {MAX_TEXT >> 20} MiB of text")
+    return docs
+
+
+def _expanded(name: str, doc: Any) -> tuple[int, int]:
+    """(values, characters) of a parsed document with its aliases expanded, as validating and
+    rendering it would walk it; each distinct node is counted once, without recursion."""
+    sizes: dict[int, tuple[int, int]] = {}
+    visiting: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(doc, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        children = [*node.keys(), *node.values()] if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            sizes[key] = (1, len(node) if isinstance(node, str) else 0)
+        elif children_done:
+            visiting.discard(key)
+            sizes[key] = (1 + sum(sizes[id(c)][0] for c in children), sum(sizes[id(c)][1] for c in children))
+        elif key in visiting:
+            raise PackError(f"{name}: refused, a YAML alias contains itself")
+        elif key not in sizes:
+            visiting.add(key)
+            stack.append((node, True))
+            stack.extend((child, False) for child in children)
+    return sizes[id(doc)]
+
+
 def write_manifest(path: Path | str | None = None, impact: dict[str, Any] | None = None) -> dict[str, Any]:
     """Record the pack's current files as approved: version, each file's sha256, the pack sha256,
     and, if given, the summary of `jakcds rules impact` measured with exactly these files as head."""
     root = Path(path) if path else default_path()
     texts = _read(root)
     files = _digests(texts)
-    version = (_yaml("pack.yaml", texts["pack.yaml"]) or {}).get("version")
+    version = (_parse({"pack.yaml": texts["pack.yaml"]})["pack.yaml"] or {}).get("version")
     manifest: dict[str, Any] = {"version": version, "sha256": pack_sha256(files), "files": files}
     if impact is not None:
         measured = (impact.get("head") or {}).get("sha256")

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
-from .vocabulary import UnknownCode
+from .vocabulary import UnknownCode, canonical_number
 
 Severity = Literal["info", "warning", "critical"]
 Evidence = Literal["label", "case_series", "case_report", "expert_opinion"]
@@ -36,7 +36,7 @@ OPERATORS: dict[str, tuple[str, ...]] = {
     "gte": ("number",),
     "known": ("number", "enum", "bool"),
 }
-# defer_build: a pack loaded from the cache (pack.py) never validates, so a CLI start skips building validators
+# defer_build: validators are built on first use, not at import
 Strict = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
 
@@ -86,6 +86,11 @@ class Test(BaseModel):
             raise ValueError(f"{self.fact} is true or false; got {self.value!r}")
         if spec.type == "number" and op == "eq" and isinstance(self.value, (bool, str)):
             raise ValueError(f"{self.fact} is a number; got {self.value!r}")
+        if spec.type == "number" and op != "known":
+            try:  # a threshold is a number the engine can compare with a fact: not NaN, not infinite
+                canonical_number(self.value)
+            except UnknownCode as error:
+                raise ValueError(f"{self.fact} {op} {error}") from None
         return self
 
 def _attr(op: str) -> str:
@@ -208,7 +213,7 @@ class Rule(BaseModel):
             raise ValueError("asks applies to caution rules only")
         if self.dose and self.kind != "caution":
             raise ValueError("dose applies to caution rules only (a proposal's message gives the usual dose)")
-        unknown_tested = {t.fact for t in self.when.tests() if t.op == "known" and t.value is False} if self.when else set()
+        unknown_tested = {t.fact for t in self.when.tests() if t.known is False} if self.when and self.asks else set()
         if not set(self.asks) <= unknown_tested:
             raise ValueError(f"asks {sorted(set(self.asks) - unknown_tested)}: a rule asks only for facts it tests as unknown (known: false)")
         return self

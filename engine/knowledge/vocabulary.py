@@ -154,10 +154,10 @@ def canonical_number(value: Fraction | float | int) -> float | int:
     """One representation per number (120, never 120.0), so equal values give equal facts."""
     try:
         number = float(value)
-    except OverflowError:
-        number = math.inf
+    except OverflowError:  # an integer past the float range (its digits are not echoed: they can be thousands)
+        raise UnknownCode(f"a number above {LARGEST:g} is outside the range the engine takes ({SMALLEST:g} to {LARGEST:g})") from None
     if number != 0 and not SMALLEST <= abs(number) < LARGEST:
-        raise UnknownCode(f"{float(value) if math.isfinite(number) else value} is outside the range the engine takes ({SMALLEST:g} to {LARGEST:g})")
+        raise UnknownCode(f"{number} is outside the range the engine takes ({SMALLEST:g} to {LARGEST:g})")
     return int(number) if number.is_integer() else number
 
 

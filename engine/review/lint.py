@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from ..decision.evaluate import Evaluator, InputError
-from ..knowledge.pack import Pack, PackError, Source, default_path, load_pack
+from ..decision.session import EngineError
+from ..knowledge.pack import Pack, PackError, Source, default_path, load_pack, read_file
 from ..knowledge.rules import Group, Rule, Test
 
+MAX_SOURCE_BYTES = 16 << 20  # a seed or the label sheet (the largest is about 0.3 MB)
 _TYPOGRAPHIC = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "\u00a0": " ", "μ": "µ"})
 
 
@@ -59,11 +61,15 @@ def lint(path: Path | str | None = None, seeds: Path | None = None, today: datet
     root = Path(path) if path else default_path()
     try:
         pack = load_pack(root, verify=False)
+        evaluator = Evaluator(pack)  # compiled: what would hang or fail durable-rules is refused here
     except PackError as error:
         return [Finding("error", "", "", str(error))]
     findings = [Finding("error", "manifest.json", "", problem) for problem in pack.manifest_problems]
     findings += _quotes(pack, seeds_dir(root, seeds))
-    findings += _dose_conflicts(pack)
+    try:
+        findings += _dose_conflicts(pack, evaluator)
+    except EngineError as error:
+        findings.append(Finding("error", "", "", f"durable-rules failed evaluating the examples: {error}"))
     proposed = {drug for r in pack.active() if r.kind == "propose" for drug in r.drugs}  # drugs a caution can reach
     for rule in pack.active():
         findings += [Finding(level, pack.rule_files[rule.id], rule.id, message) for level, message in _rule(rule, proposed, today or datetime.date.today())]
@@ -86,7 +92,7 @@ def _quotes(pack: Pack, seeds: Path | None) -> list[Finding]:
             source = pack.sources[citation.source]
             path = source_path(source, seeds)
             if path not in texts:
-                raw = path.read_text(encoding="utf-8") if path.is_file() else None
+                raw = _source_text(path)
                 texts[path] = (normalise_quote(raw), quoted_spans(raw)) if raw is not None else None
             where = (pack.rule_files[rule.id], rule.id)
             if texts[path] is None:
@@ -101,6 +107,14 @@ def _quotes(pack: Pack, seeds: Path | None) -> list[Finding]:
     return findings
 
 
+def _source_text(path: Path) -> str | None:
+    """A source's text: a regular file of at most MAX_SOURCE_BYTES, else None (not checked)."""
+    try:
+        return read_file(path, path.name, MAX_SOURCE_BYTES).decode("utf-8", errors="replace")
+    except PackError:
+        return None
+
+
 def _merge(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
     """Two example profiles as one patient: lists joined, labs merged, `first` winning a clash."""
     merged = {**second, **first}
@@ -112,12 +126,11 @@ def _merge(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _dose_conflicts(pack: Pack) -> list[Finding]:
+def _dose_conflicts(pack: Pack, evaluator: Evaluator) -> list[Finding]:
     """One dose per drug: two active cautions of one drug that state different doses and fire
     together on a profile made of a firing example of each are an error unless one supersedes the
     other."""
     dosed = [r for r in pack.active() if r.dose]
-    evaluator = Evaluator(pack) if dosed else None
     findings = []
     for a, b in combinations(dosed, 2):
         if a.dose == b.dose or not set(a.drugs) & set(b.drugs) or a.id in b.supersedes or b.id in a.supersedes:

@@ -1,25 +1,42 @@
 """Web pages a reviewer looks at (Jinja2): one decision (`jakcds report`) and the rule pack
 (`jakcds rules docs`). Every page is self-contained: inline CSS, no network, no script but the
-index's filter; the trace sections are <details> that open on a click."""
+index's filter (its Content-Security-Policy allows nothing else); the trace sections are
+<details> that open on a click."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from ..decision.evaluate import Evaluator
 from ..decision.result import Result, in_words
 from ..knowledge.describe import describe_condition
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+FILTER_JS = (TEMPLATES / "filter.js").read_text(encoding="utf-8")  # the index's only script
+# Nothing loads from anywhere; the only script that runs is the index's filter (by its hash), so a
+# link or text a hostile pack slips in cannot run script.
+CSP = ("default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; "
+       f"script-src 'sha256-{base64.b64encode(hashlib.sha256(FILTER_JS.encode()).digest()).decode()}'")
+
+
+def web_address(url: str) -> bool:
+    """Only an http(s) address becomes a link (never javascript:, data: or a file)."""
+    return isinstance(url, str) and url.lower().startswith(("https://", "http://")) and url.isprintable() and " " not in url
 
 
 def _environment() -> Environment:
-    return Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["j2"]),
-                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["j2"]),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.tests["web_address"] = web_address
+    env.globals.update(csp=Markup(CSP), filter_js=Markup(FILTER_JS))  # ours, not input: never escaped
+    return env
 
 
 def decision_page(ev: Evaluator, result: Result, explained: dict[str, dict[str, Any]]) -> str:
