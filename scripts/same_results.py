@@ -30,9 +30,11 @@ def groups(ev: jakcds.Evaluator, count: int) -> dict[str, list[dict]]:
     }
 
 
-def line(ev: jakcds.Evaluator, profile: dict) -> str:
+def line(ev: jakcds.Evaluator, profile: dict, plain: bool, indent: bool) -> str:
     try:
-        return ev.evaluate(profile).model_dump_json()
+        if plain:
+            return ev.evaluate_json(profile, indent).decode()
+        return ev.evaluate(profile).model_dump_json(indent=2 if indent else None)
     except (jakcds.InputError, jakcds.EngineError) as error:
         return json.dumps({"error": type(error).__name__, "message": str(error)})
 
@@ -41,6 +43,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--random", type=int, default=3000, help="random profiles")
     parser.add_argument("--drafts", action="store_true", help="evaluate with the draft rules too")
+    parser.add_argument("--plain", action="store_true", help="write with Evaluator.evaluate_json, not the Result's model_dump_json")
+    parser.add_argument("--indent", action="store_true", help="indented JSON (as the CLI writes it)")
     parser.add_argument("--out", type=Path, help="write every line here")
     args = parser.parse_args()
     ev = jakcds.evaluator(include_draft=args.drafts)
@@ -48,7 +52,7 @@ def main() -> None:
     for name, profiles in groups(ev, args.random).items():
         digest = hashlib.sha256()
         for profile in profiles:
-            text = line(ev, profile) + "\n"
+            text = line(ev, profile, args.plain, args.indent) + "\n"
             digest.update(text.encode())
             if out:
                 out.write(text)

@@ -72,8 +72,17 @@ class Evaluator:
     def evaluate(self, data: dict[str, Any] | Patient) -> Result:
         return self.run(self.parse(data))
 
+    def evaluate_json(self, data: dict[str, Any] | Patient, indent: bool = False) -> bytes:
+        """The Result's JSON (as `evaluate(data).model_dump_json(indent=2 if indent else None)`),
+        written from the assembled data without building the Result."""
+        return self.plan.json(self.document(self.parse(data)), indent)
+
     def run(self, patient: Patient) -> Result:
         """Evaluate a profile already parsed by `parse` (for this pack)."""
+        return Result.model_validate(self.document(patient))
+
+    def document(self, patient: Patient) -> dict[str, Any]:
+        """The result of a parsed profile as plain data (result.assemble)."""
         fired = self.engine.run(build_fact(patient, self.pack))
         return assemble(
             self.pack,
@@ -86,7 +95,7 @@ class Evaluator:
         )
 
 
-_evaluators: dict[tuple[Path, bool], Evaluator] = {}
+_evaluators: dict[tuple[Path, bool, bool], Evaluator] = {}
 _lock = threading.Lock()
 
 
@@ -94,7 +103,7 @@ def evaluator(rules: Path | str | None = None, include_draft: bool = False) -> E
     """The cached Evaluator for a pack directory (default: the shipped pack)."""
     path = Path(rules).resolve() if rules else default_path()
     with _lock:
-        key = (path, include_draft)
+        key = (path, include_draft, rules is None)  # the built-in pack's results say "(built-in)", whatever came first
         if key not in _evaluators:
             _evaluators[key] = Evaluator(load_pack(path), include_draft, builtin=rules is None)
         return _evaluators[key]
