@@ -32,9 +32,10 @@ _OPERATORS = ("$eq", "$neq", "$lt", "$lte", "$gt", "$gte", "$ex", "$nex", "$mt",
 
 
 class Node:
-    __slots__ = ("tests", "forwards", "parents", "depth")
+    __slots__ = ("test", "tests", "forwards", "parents", "depth")
 
-    def __init__(self) -> None:
+    def __init__(self, test: tuple[str, str, Any] | None = None) -> None:
+        self.test = test  # (property, operator, value); None: the root or a forward node
         self.tests: dict[tuple[str, str, str], Node] = {}  # (property, operator, value as JSON) -> child
         self.forwards: list[Node] = []  # the forward nodes of `$or`s whose branch ends here
         self.parents: list[Node] = []
@@ -44,11 +45,12 @@ class Node:
         """The most children one fact can make match at once."""
         absent: Counter[str] = Counter()
         present: dict[str, list[tuple[str, Any]]] = defaultdict(list)
-        for prop, op, value in self.tests:
+        for child in self.tests.values():
+            prop, op, value = child.test
             if op == NEX:
                 absent[prop] += 1
             else:
-                present[prop].append((op, json.loads(value)))
+                present[prop].append((op, value))
         at_once = {prop: _at_once(tests) for prop, tests in present.items()}
         return len(self.forwards) + sum(max(absent[p], at_once.get(p, 0)) for p in absent.keys() | at_once.keys())
 
@@ -128,7 +130,7 @@ class AlphaNetwork:
         key = (prop, op, json.dumps(value, sort_keys=True))
         node = parent.tests.get(key)
         if node is None:
-            node = parent.tests[key] = Node()
+            node = parent.tests[key] = Node((prop, op, value))
             node.parents.append(parent)
             _changed(parent)
         return node
