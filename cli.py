@@ -90,6 +90,11 @@ def wants_json(format: Format | None) -> bool:
     return (format or (Format.text if sys.stdout.isatty() else Format.json)) is Format.json
 
 
+def print_result(document: str) -> None:
+    """A result's JSON and a newline on stdout."""
+    sys.stdout.write(document + "\n")
+
+
 def print_json(document: Any) -> None:
     sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
 
@@ -101,10 +106,15 @@ def load(rules: Path | None, include_draft: bool = False) -> Any:
         fail(f"rule pack: {error}", code=3)
 
 
+def reads_fhir(data: Any, condition: str | None, as_of: datetime | None) -> bool:
+    """FHIR input, or options that apply to FHIR input only (then refused if it is not)."""
+    return bool(condition or as_of or is_fhir(data))
+
+
 def decide(ev: Any, data: Any, condition: str | None, as_of: datetime | None) -> tuple[Any, dict[str, Any]]:
     """The result for a JSON profile or FHIR input (with what was not used), and the profile it
     was made from (what `explain` reads)."""
-    if condition or as_of or is_fhir(data):
+    if reads_fhir(data, condition, as_of):
         reader = fhir_reader(ev, data, as_of)
         return evaluate_read(ev, reader, condition), reader.profile_for(condition)
     return ev.evaluate(data), data
@@ -172,9 +182,11 @@ def evaluate(
     data = read_patient(patient)
     ev = load(rules, include_draft)
     with input_errors(patient):
+        if wants_json(format) and not reads_fhir(data, condition, as_of):
+            return print_result(ev.evaluate_json(data, indent=True).decode())  # plain data: no Result built
         result, _ = decide(ev, data, condition, as_of)
     if wants_json(format):
-        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+        print_result(result.model_dump_json(indent=2))
     else:
         from rich.console import Console
 

@@ -159,16 +159,23 @@ def test_lint_reads_no_file_outside_the_seeds_and_says_nothing_of_its_contents(p
     assert any("a file name in the seeds folder, not a path" in str(f) for f in findings[0])
 
 
-def test_an_engine_failure_on_the_packs_rules_is_pack_refused(pack_dir, tmp_path):
-    """48 more cautions that all fire on one patient make durable-rules fail at evaluation (its
-    error 303, a full matching stack): the pack is refused in one line, not a traceback."""
+def test_cautions_that_would_fill_durables_stack_are_split_not_failed(pack_dir, tmp_path):
+    """48 more cautions that all fire on one patient once made durable-rules fail at evaluation
+    (its error 303, a full matching stack); the compiler now splits them into rulesets whose
+    walk fits (decision/alpha.py), so the patient is evaluated and every caution is said."""
     cautions = "".join(
         f"- id: HOSTILE-TST-{i:03d}\n  title: A hostile caution\n  status: active\n  kind: caution\n  drugs: [ruxolitinib]\n"
         f"  evidence: expert_opinion\n  citations: {CITATION}\n  when: {{all: [{{fact: platelets, lt: {1000 + i}}}]}}\n"
         f"  message: A caution of ten characters.\n" for i in range(1, 49))
     (pack_dir / "seed" / "hostile.yaml").write_text("rules:\n" + cautions, encoding="utf-8")
     write_manifest(pack_dir)
-    assert "the engine failed on it" in refused(pack_dir, tmp_path)
+    patient = tmp_path / "patient.json"
+    patient.write_text(json.dumps({"condition": "chilblain_lupus_erythematosus", "comorbidities": ["myelofibrosis"], "labs": {"platelets": 120}}))
+    done = subprocess.run([JAKCDS, "evaluate", str(patient), "--rules", str(pack_dir), "--format", "json"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    fired = {t["rule"] for t in json.loads(done.stdout)["trace"] if t["fired"]}
+    assert {f"HOSTILE-TST-{i:03d}" for i in range(1, 49)} <= fired
 
 
 @pytest.mark.parametrize("name", ["520 thresholds in one rule", "when nested 20 deep", "an alias bomb in when (10**6 tests, 1.6 KB)"])

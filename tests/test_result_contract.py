@@ -79,3 +79,21 @@ def test_a_shared_rule_cites_the_candidates_own_label(evaluator, pack):
     assert {pack.sources[c.source].product for c in lymphocytes.citations} == {"tofacitinib"}
     rule = next(r for r in pack.rules if r.id == "LABEL-CLASS-010")
     assert len({c.source for c in rule.citations}) > 1
+
+
+def test_the_json_is_written_from_plain_data_and_is_the_contract(evaluator):
+    """evaluate_json writes the assembled data with orjson, no Result built: byte for byte the
+    Result's own JSON (compact and indented), and it validates as a Result."""
+    golden = [json.loads(p.read_text()) for p in sorted(CASES.glob("*/patient.json"))]
+    checked = 0
+    for profile in golden + EXAMPLES:
+        try:
+            result = evaluator.evaluate(profile)
+        except jakcds.InputError:
+            continue
+        assert evaluator.evaluate_json(profile) == result.model_dump_json().encode()
+        indented = evaluator.evaluate_json(profile, indent=True)
+        assert indented == result.model_dump_json(indent=2).encode()
+        assert jakcds.Result.model_validate_json(indented) == result
+        checked += 1
+    assert checked > 400

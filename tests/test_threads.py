@@ -23,3 +23,13 @@ def test_eight_threads_no_cross_talk():
     with ThreadPoolExecutor(max_workers=8) as pool:
         got = list(pool.map(lambda i: (i, jakcds.evaluate(PATIENTS[i]).model_dump_json()), jobs))
     assert all(out == expected[i] for i, out in got)
+
+
+def test_eight_threads_share_the_live_sessions_and_the_json_cache():
+    """One live durable-rules session per ruleset and the Plan's JSON memo, used by 8 threads."""
+    evaluator = jakcds.evaluator()
+    expected = [evaluator.evaluate(p).model_dump_json().encode() for p in PATIENTS]
+    jobs = [i % len(PATIENTS) for i in range(8 * 60)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        got = list(pool.map(lambda i: (i, evaluator.evaluate_json(PATIENTS[i])), jobs))
+    assert all(out == expected[i] for i, out in got)

@@ -24,9 +24,11 @@ from typing import Any
 
 from ..knowledge.pack import PackError
 from ..knowledge.rules import Group, Rule, Test
+from .alpha import MAX_STACK, AlphaNetwork
 from .facts import GIVEN_CONDITION
 
 SENTINEL = "$sentinel"  # asserted first in every session, so delete_state is always safe
+SENTINEL_RULE = {"all": [{"m": {"t": SENTINEL}}], "run": SENTINEL}
 PATIENT = {"t": "patient"}
 # Measured limits of durable-rules 2.0.28 (shared/knowledge/durable-rules.md §1; the test counts
 # re-measured for issue 24: 512 distinct thresholds in one rule's `any` or over 512 rules build in
@@ -125,18 +127,27 @@ def compile_rules(rules: list[Rule], broader: Mapping[str, list[str]] | None = N
 
 def chunked(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Groups of durable rules (a rule with its probes) packed in order into rulesets of at most
-    CHUNK rules, fewer than MAX_SAME_LAST_TEST of them ending in one test: a pack of thousands of
-    rules is several rulesets, each inside durable-rules' limits."""
+    CHUNK rules, fewer than MAX_SAME_LAST_TEST of them ending in one test, and whose alpha
+    network no fact can walk deeper than durable-rules' stack (decision/alpha.py: error 303 on
+    some patients otherwise): a pack of thousands of rules is several rulesets, each inside
+    durable-rules' limits."""
     chunks: list[dict[str, Any]] = [{}]
     last: Counter[str] = Counter()
     tests: set[str] = set()
+    network = AlphaNetwork()
     for group in groups:
         ends = Counter(_last_key(body) for body in group.values())
         more = _tests(group)
-        if chunks[-1] and (len(chunks[-1]) + len(group) > CHUNK or any(last[k] + n >= MAX_SAME_LAST_TEST for k, n in ends.items())
-                           or len(tests | more) > MAX_TESTS):
-            chunks.append({})
-            last, tests = Counter(), set()
+        full = (len(chunks[-1]) + len(group) > CHUNK or any(last[k] + n >= MAX_SAME_LAST_TEST for k, n in ends.items())
+                or len(tests | more) > MAX_TESTS)
+        if not chunks[-1] or full or _too_deep(network, group):
+            if chunks[-1]:
+                chunks.append({})
+                last, tests = Counter(), set()
+            network = _network(group)
+            if network.depth() > MAX_STACK:
+                raise CompileError(f"rule {next(iter(group))}: durable-rules' walk of its tests may need "
+                                   f"{network.depth()} stack entries, more than its {MAX_STACK} (error 303)")
         chunks[-1].update(group)
         last.update(ends)
         tests |= more
@@ -162,6 +173,22 @@ def _groups(pattern: Any) -> int:
     return 0
 
 
+def _network(rules: dict[str, Any]) -> AlphaNetwork:
+    """The alpha network of a ruleset holding these rules (and the sentinel)."""
+    network = AlphaNetwork()
+    for body in (SENTINEL_RULE, *rules.values()):
+        network.add(body)
+    return network
+
+
+def _too_deep(network: AlphaNetwork, group: dict[str, Any]) -> bool:
+    """Adds the group to the network; whether the walk may now overflow durable-rules' stack
+    (then the network is spent: the group starts a new one)."""
+    for body in group.values():
+        network.add(body)
+    return network.depth() > MAX_STACK
+
+
 def _last_key(body: dict[str, Any]) -> str:
     return json.dumps(_last_test(body["all"][0]["m"]), sort_keys=True)
 
@@ -170,7 +197,7 @@ def build_ruleset(rules: dict[str, Any]) -> dict[str, Any]:
     """Add the session sentinel and refuse what durable-rules would hang or fail on."""
     if len(rules) > MAX_RULES:
         raise CompileError(f"{len(rules)} rules: durable-rules hangs above {MAX_RULES} under one prefix")
-    ruleset = {SENTINEL: {"all": [{"m": {"t": SENTINEL}}], "run": SENTINEL}, **rules}
+    ruleset = {SENTINEL: SENTINEL_RULE, **rules}
     tests = len(_tests(ruleset))
     if tests > MAX_TESTS:
         raise CompileError(f"{tests} distinct tests in one ruleset: durable-rules hangs above {MAX_TESTS}")

@@ -77,8 +77,17 @@ class Evaluator:
     def evaluate(self, data: dict[str, Any] | Patient) -> Result:
         return self.run(self.parse(data))
 
+    def evaluate_json(self, data: dict[str, Any] | Patient, indent: bool = False) -> bytes:
+        """The Result's JSON (as `evaluate(data).model_dump_json(indent=2 if indent else None)`),
+        written from the assembled data without building the Result."""
+        return self.plan.json(self.document(self.parse(data)), indent)
+
     def run(self, patient: Patient) -> Result:
         """Evaluate a profile already parsed by `parse` (for this pack)."""
+        return Result.model_validate(self.document(patient))
+
+    def document(self, patient: Patient) -> dict[str, Any]:
+        """The result of a parsed profile as plain data (result.assemble)."""
         fired = self.engine.run(build_fact(patient, self.pack))
         return assemble(
             self.pack,

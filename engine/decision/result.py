@@ -17,6 +17,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..knowledge.describe import describe_item
@@ -249,6 +250,23 @@ class Plan:
     def built_in(self, rule: str, message: str) -> Reason:
         return self.shared(("built-in", rule, message), lambda: Reason(rule=rule, message=message))
 
+    def json(self, document: dict[str, Any], indent: bool = False) -> bytes:
+        """A result's document (`assemble`) as the Result's JSON, byte for byte what
+        `model_dump_json` writes, without building the Result. The shared items (frozen models,
+        which this Plan keeps anyway) are dumped once each; other models, each time."""
+        return orjson.dumps(document, default=self._plain, option=orjson.OPT_INDENT_2 if indent else 0)
+
+    def _plain(self, item: Any) -> Any:
+        if not isinstance(item, BaseModel):
+            raise TypeError(f"not JSON: {type(item).__name__}")
+        if not item.model_config.get("frozen"):
+            return item.model_dump(mode="json")
+        key = ("json", id(item))  # the entry keeps the item, so no other object ever has its id
+        entry = self.memo.get(key)
+        if entry is None:
+            entry = self.memo.setdefault(key, (item, item.model_dump(mode="json")))
+        return entry[1]
+
     def needs(self, rule: Rule, part: int, negate: bool = False) -> str:
         """A part of a rule's condition in words (negated: what must not hold)."""
         return self.shared(("needs", rule.id, part, negate), lambda: describe_item(rule.parts[part], self.pack, negate))
@@ -354,7 +372,7 @@ def _unmet(rule: Rule, fired: frozenset[str], plan: Plan, observed: dict[str, An
 def _decide(
     drug: str, name: str, condition: str, plan: Plan, by_kind: dict[str, dict[str, list[Rule]]],
     fired: frozenset[str], observed: dict[str, Any],
-) -> tuple[list[tuple[Rule, list[dict[str, Any]]]], list[Reason]]:
+) -> tuple[list[tuple[Rule, list[dict[str, Any]]]], list[Reason | dict[str, Any]]]:
     """A drug's surviving proposals, best first, each with what must be confirmed (empty: none;
     the unconditional ones first), and otherwise the reasons it is not suggested."""
     excludes = by_kind["exclude"][drug]
@@ -362,7 +380,7 @@ def _decide(
     pending = [x for x in plan.pending.get(drug, []) if plan.relaxed[x.id] in fired and x.id not in fired]
     options: list[tuple[Rule, list[dict[str, Any]]]] = []
     removed: list[Rule] = []
-    reasons: list[Reason] = []
+    reasons: list[Reason | dict[str, Any]] = []
     for rule in plan.proposals.get(drug, []):
         if rule.id in proposed:
             confirm = []
@@ -373,7 +391,7 @@ def _decide(
             if fired >= plan.condition_parts[rule.id]:
                 unmet = _unmet(rule, fired, plan, observed)
                 said = "; ".join(f"{u['needs']} (patient: {', '.join(f'{f} {in_words(v)}' for f, v in u['patient'].items())})" for u in unmet)
-                reasons.append(Reason(rule=rule.id, message=f"Would propose {name} for {condition}; not met: {said}.", citations=plan.citations[rule.id], unmet=unmet))
+                reasons.append({"rule": rule.id, "message": f"Would propose {name} for {condition}; not met: {said}.", "citations": plan.citations[rule.id], "unmet": unmet})
             continue
         off_label = rule.label_status == "off_label"
         if any(x.scope == "all" or off_label for x in excludes):
@@ -392,9 +410,10 @@ def _decide(
     return options, reasons
 
 
-def _sources(candidates: list[dict[str, Any]], items: list[Caution | Reason | Note], plan: Plan) -> dict[str, SourceInfo]:
+def _sources(candidates: list[dict[str, Any]], items: list[Caution | Reason | Note | dict[str, Any]], plan: Plan) -> dict[str, SourceInfo]:
     """The sources cited by the candidates and these items."""
-    cited = {c.source for cand in candidates for c in cand["citations"]} | {c.source for item in items for c in item.citations}
+    cited = {c.source for cand in candidates for c in cand["citations"]}
+    cited |= {c.source for item in items for c in (item["citations"] if isinstance(item, dict) else item.citations)}
     return {key: plan.sources[key] for key in sorted(cited)}
 
 
@@ -406,9 +425,10 @@ def assemble(
     observed: dict[str, Any],
     covered_conditions: frozenset[str],
     ruleset: RulesetInfo,
-) -> Result:
-    """Plain data and shared items first, validated into the Result in one call (far cheaper than
-    one model per item)."""
+) -> dict[str, Any]:
+    """The result's document: plain data, with the shared items (frozen models the Plan keeps)
+    in it. `Result.model_validate` makes it the Result in one call (far cheaper than one model per
+    item); `Plan.json` writes it as the Result's JSON without building the Result."""
     by_kind: dict[str, dict[str, list[Rule]]] = defaultdict(lambda: defaultdict(list))
     notes: list[Note] = []
     # the rules that fired, in rule order (`fired` holds the probes' names too)
@@ -462,17 +482,17 @@ def assemble(
     shown_rules = {c.rule for cand in candidates for c in cand["cautions"]}
     if patient["reproductive_potential"] is None and any("may_conceive" in r.facts for r in hit if r.id in shown_rules):
         low, high = pack.meta.policy.reproductive_age
-        notes.append(Note(rule=POLICY, message=(
+        notes.append(plan.shared(POLICY, lambda: Note(rule=POLICY, message=(
             f"Site policy, not a label fact: reproductive potential was not given, so a woman aged {low}-{high} "
-            "(or of unknown age) is taken to be of reproductive potential. Record reproductive_potential to decide it.")))
+            "(or of unknown age) is taken to be of reproductive potential. Record reproductive_potential to decide it."))))
     if not pack.diagnoses.closures[patient["condition"]] & covered_conditions:
-        notes.insert(0, Note(rule=NO_RULES_FOR_CONDITION, message=f"No rule in this pack proposes a JAK inhibitor for {condition}: no candidates."))
+        notes.insert(0, plan.shared((NO_RULES_FOR_CONDITION, condition), lambda: Note(
+            rule=NO_RULES_FOR_CONDITION, message=f"No rule in this pack proposes a JAK inhibitor for {condition}: no candidates.")))
 
     # The trace holds the rules that fired (`jakcds explain` shows the ones that did not, test by test).
     trace = [{"rule": r.id, "kind": r.kind, "fired": True, "matched": {f: observed[f] for f in r.facts}} for r in hit]
-    return Result.model_validate(
-        {"ruleset": ruleset, "patient": patient, "condition_name": condition, "candidates": candidates,
-         "before_starting": before_starting, "excluded": excluded, "notes": notes, "trace": trace,
-         "sources": _sources(candidates, [*notes, *(c for cand in candidates for c in cand["cautions"]),
-                                         *(r for p in before_starting for r in p["rules"]), *(r for x in excluded for r in x["reasons"])], plan)}
-    )
+    return {"ruleset": ruleset, "patient": patient, "condition_name": condition, "candidates": candidates,
+            "before_starting": before_starting, "excluded": excluded, "notes": notes, "trace": trace,
+            "sources": _sources(candidates, [*notes, *(c for cand in candidates for c in cand["cautions"]),
+                                            *(r for p in before_starting for r in p["rules"]), *(r for x in excluded for r in x["reasons"])], plan),
+            "unmapped": [], "read_by_draft": [], "as_of": None}
