@@ -283,6 +283,14 @@ def _cautions(rules: list[Rule], drug: str, plan: Plan, extra: list[Caution]) ->
     return sorted([*cautions, *extra], key=lambda c: (SEVERITY_ORDER.index(c.severity), c.rule))
 
 
+def _one_dose(cautions: list[Rule]) -> list[Rule]:
+    """A drug's cautions without the doses they state when one of them changes or withholds the
+    dose without stating one (a strong CYP3A4 inhibitor, "avoid"): never a starting dose beside it."""
+    if any(rule.changes_dose for rule in cautions):
+        return [rule for rule in cautions if not rule.dose]
+    return cautions
+
+
 def _lacks(observed: dict[str, Any], fact: str) -> bool:
     """The profile does not say: absent, or recorded as unknown (TB and hepatitis status)."""
     return observed[fact] in (None, "unknown")
@@ -381,8 +389,10 @@ def _decide(
             continue
         if off_label:  # the off-label bar, where it reads a value the profile lacks (and confirm does not already ask)
             asked = {fact for c in confirm for fact in c["facts"]}
-            confirm += [c for x in pending for c in _confirm(x, fired, plan, observed, negate=True)
-                        if not set(c["facts"]) <= asked]
+            for c in (c for x in pending for c in _confirm(x, fired, plan, observed, negate=True)):
+                if not set(c["facts"]) <= asked:  # one line per unknown fact: the first bar that reads it
+                    confirm.append(c)
+                    asked |= set(c["facts"])
         options.append((rule, confirm))
     options.sort(key=lambda option: (bool(option[1]), proposal_key(option[0])))  # unconditional first
     if not options:
@@ -421,6 +431,8 @@ def assemble(
             if rule.kind == "note" and not rule.only_with_off_label:
                 notes.append(plan.note(rule))
 
+    for drug, cautions in by_kind["caution"].items():
+        by_kind["caution"][drug] = _one_dose(cautions)
     asked = {rule.id: _asked(rule, observed) for rule in hit if rule.kind == "caution"}
     condition = pack.diagnoses.entries[patient["condition"]].name
     tried = set(patient["failed_therapies"]) | set(patient["contraindicated_therapies"])
