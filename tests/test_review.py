@@ -174,3 +174,11 @@ def test_two_starting_doses_that_can_fire_together_fail_lint(pack_dir):
     findings = [str(f) for f in lint(pack_dir, SEEDS)]
     assert any(f.startswith("ERROR label/ruxolitinib.yaml LABEL-RUX-002: states '20 mg twice daily' and LABEL-RUX-021 states "
                             "'10 mg twice daily' for ruxolitinib, and both fire on") for f in findings), findings
+
+
+def test_a_dose_change_without_changes_dose_fails_lint(pack_dir):
+    """Issue 23 (review E-D2): "reduce the ruxolitinib dose" with no changes_dose would let the
+    normal starting-dose band be shown beside it."""
+    edit_rule(pack_dir, "label/ruxolitinib.yaml", "LABEL-RUX-010", lambda r: r.pop("changes_dose"))
+    findings = [str(f) for f in lint(pack_dir, SEEDS)]
+    assert any(f.startswith("ERROR label/ruxolitinib.yaml LABEL-RUX-010: says 'reduce the ruxolitinib'") for f in findings), findings
