@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..knowledge.describe import describe_item
+from ..knowledge.describe import describe_item, value_words
 from ..knowledge.pack import Pack
 from ..knowledge.rules import Evidence, Grade, Group, LabelStatus, Rule, Severity, Test, tests_of
 from .compiler import part_probe, relaxable, relaxed_probe
@@ -67,6 +67,7 @@ class Prompt(BaseModel):
     """One fact the patient lacks that active rules need, asked once for every candidate that needs it."""
 
     fact: str
+    name: str = ""  # the fact in words, with its unit (vocabulary/facts.yaml)
     severity: Severity  # the most severe of the asking rules
     drugs: list[str]  # the candidates that need it
     rules: list[Caution]  # the asking rules, each with its message and citations
@@ -92,6 +93,9 @@ class Candidate(BaseModel):
     cautions: list[Caution]
     conditional: bool = False  # proposed only if `confirm` holds: ranks below the unconditional
     confirm: list[Confirm] = Field(default_factory=list)
+    # off-label while on-label candidates for the condition are proposed: one line on the first
+    # screen ("also reported off-label"), no CDS Hooks card; its full detail stays here and in explain
+    beside_on_label: bool = False
 
 
 class Unmet(BaseModel):
@@ -118,6 +122,7 @@ class Note(BaseModel):
     rule: str
     message: str
     citations: list[Citation] = Field(default_factory=list)
+    about_off_label: bool = False  # shown only with an off-label candidate (the rule's only_with_off_label)
 
 
 class TraceEntry(BaseModel):
@@ -241,7 +246,8 @@ class Plan:
             rule=rule.id, severity=rule.severity, message=rule.message, citations=self.own(rule, drugs)))
 
     def note(self, rule: Rule) -> Note:
-        return self.shared(("note", rule.id), lambda: Note(rule=rule.id, message=rule.message, citations=self.citations[rule.id]))
+        return self.shared(("note", rule.id), lambda: Note(rule=rule.id, message=rule.message, citations=self.citations[rule.id],
+                                                          about_off_label=rule.only_with_off_label))
 
     def reason(self, rule: Rule) -> Reason:
         return self.shared(("reason", rule.id), lambda: Reason(rule=rule.id, message=rule.message, citations=self.citations[rule.id]))
@@ -318,6 +324,7 @@ def _before_starting(cautions_of: dict[str, list[Rule]], asked: dict[str, list[s
         drugs = tuple(sorted(needed_by[fact]))
         prompts.append({
             "fact": fact,
+            "name": plan.pack.fact_words(fact),
             "severity": min((r.severity for r in ordered), key=SEVERITY_ORDER.index),
             "drugs": drugs,
             "rules": [plan.caution(rule, drugs) for rule in ordered],
@@ -326,17 +333,9 @@ def _before_starting(cautions_of: dict[str, list[Rule]], asked: dict[str, list[s
     return prompts
 
 
-def in_words(value: Any) -> str:
-    """A patient value as a reader says it: not recorded, none, true, 120, "egfr 95, platelets 250"."""
-    if value is None:
-        return "not recorded"
-    if isinstance(value, dict):
-        return ", ".join(f"{key} {in_words(item)}" for key, item in value.items()) or "none"
-    if isinstance(value, list):
-        return ", ".join(map(str, value)) or "none"
-    if isinstance(value, bool):
-        return str(value).lower()
-    return f"{value:g}" if isinstance(value, float) else str(value)
+def _patient_words(values: dict[str, Any], pack: Pack) -> str:
+    """The patient's values of some facts, in words: "disease severity moderate"."""
+    return ", ".join(f"{pack.fact_words(fact, unit=False)} {value_words(fact, value, pack)}" for fact, value in values.items())
 
 
 def _failed(rule: Rule, fired: frozenset[str], plan: Plan) -> list[int]:
@@ -380,7 +379,7 @@ def _decide(
             # a proposal about the patient's condition (its condition-only parts hold) says why it did not fire
             if fired >= plan.condition_parts[rule.id]:
                 unmet = _unmet(rule, fired, plan, observed)
-                said = "; ".join(f"{u['needs']} (patient: {', '.join(f'{f} {in_words(v)}' for f, v in u['patient'].items())})" for u in unmet)
+                said = "; ".join(f"{u['needs']} (patient: {_patient_words(u['patient'], plan.pack)})" for u in unmet)
                 reasons.append(Reason(rule=rule.id, message=f"Would propose {name} for {condition}; not met: {said}.", citations=plan.citations[rule.id], unmet=unmet))
             continue
         off_label = rule.label_status == "off_label"
@@ -469,14 +468,17 @@ def assemble(
         }
         for rank, (_, drug, name, best, confirm, shown) in enumerate(sorted(ranked), start=1)
     ]
-    if any(c["label_status"] == "off_label" for c in candidates):
-        notes += [plan.note(r) for r in hit if r.only_with_off_label]
+    on_label = any(c["label_status"] == "on_label" for c in candidates)
+    for c in candidates:
+        c["beside_on_label"] = on_label and c["label_status"] == "off_label"
+    off_label = {c["drug"] for c in candidates if c["label_status"] == "off_label"}
+    notes += [plan.note(r) for r in hit if r.only_with_off_label and off_label & set(r.drugs or off_label)]
     shown_rules = {c.rule for cand in candidates for c in cand["cautions"]}
     if patient["reproductive_potential"] is None and any("may_conceive" in r.facts for r in hit if r.id in shown_rules):
         low, high = pack.meta.policy.reproductive_age
         notes.append(Note(rule=POLICY, message=(
             f"Site policy, not a label fact: reproductive potential was not given, so a woman aged {low}-{high} "
-            "(or of unknown age) is taken to be of reproductive potential. Record reproductive_potential to decide it.")))
+            "(or of unknown age) is taken to be of reproductive potential. Record reproductive potential to decide it.")))
     if not pack.diagnoses.closures[patient["condition"]] & covered_conditions:
         notes.insert(0, Note(rule=NO_RULES_FOR_CONDITION, message=f"No rule in this pack proposes a JAK inhibitor for {condition}: no candidates."))
 

@@ -184,7 +184,7 @@ class Rule(BaseModel):
     # ("reduce by about 50%", "avoid"): in a result it replaces every dose its drug's other
     # cautions state, so a patient never reads a starting dose beside it
     changes_dose: bool = False
-    # note only: shown only when an off-label candidate is (the low-evidence note)
+    # note only: shown only when an off-label candidate is (one of its drugs, if it names any)
     only_with_off_label: bool = False
     citations: list[Citation] = Field(min_length=1)
     examples: list[Example] = []

@@ -65,6 +65,8 @@ def lint(path: Path | str | None = None, seeds: Path | None = None, today: datet
     findings += _quotes(pack, seeds_dir(root, seeds))
     findings += _dose_conflicts(pack)
     findings += _unstated_dose_changes(pack)
+    findings += [Finding("error", "vocabulary/facts.yaml", "", f"fact {fact!r} has no name in words")
+                 for fact in sorted(pack.catalogue.keys() - pack.fact_names.keys())]
     proposed = {drug for r in pack.active() if r.kind == "propose" for drug in r.drugs}  # drugs a caution can reach
     for rule in pack.active():
         findings += [Finding(level, pack.rule_files[rule.id], rule.id, message) for level, message in _rule(rule, proposed, today or datetime.date.today())]
