@@ -139,3 +139,13 @@ def test_explain_reads_fhir_input_too():
     done = run("explain", bundle, "--drug", "tofacitinib", "--as-of", "2026-11-23", "--format", "text")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("tofacitinib: candidate #1") and "SEED-TOF-009 (propose) FIRED" in done.stdout
+
+
+def test_the_report_names_the_patient_facts_in_words(tmp_path):
+    """Issue 23: the HTML report's patient table and prompts read names with units, not field names."""
+    page = tmp_path / "report.html"
+    done = run("report", str(CASES / "wenzel-chilblain-lupus" / "patient.json"), "-o", str(page))
+    assert done.returncode == 0, done.stderr
+    facts = page.read_text().split('<table id="facts">', 1)[1].split("</table>", 1)[0]
+    assert "<th>platelet count (×10⁹/L)</th><td>120</td>" in facts and "<th>failed therapies</th><td>Systemic corticosteroids</td>" in facts
+    assert "_" not in facts

@@ -182,3 +182,11 @@ def test_a_dose_change_without_changes_dose_fails_lint(pack_dir):
     edit_rule(pack_dir, "label/ruxolitinib.yaml", "LABEL-RUX-010", lambda r: r.pop("changes_dose"))
     findings = [str(f) for f in lint(pack_dir, SEEDS)]
     assert any(f.startswith("ERROR label/ruxolitinib.yaml LABEL-RUX-010: says 'reduce the ruxolitinib'") for f in findings), findings
+
+
+def test_a_fact_without_a_name_in_words_fails_lint(pack_dir):
+    """Issue 23: every fact a rule may test has a name in words (vocabulary/facts.yaml)."""
+    path = pack_dir / "vocabulary" / "facts.yaml"
+    path.write_text("\n".join(line for line in path.read_text().splitlines() if not line.startswith("tb_status:")) + "\n")
+    findings = [str(f) for f in lint(pack_dir, SEEDS)]
+    assert "ERROR vocabulary/facts.yaml -: fact 'tb_status' has no name in words" in findings, findings
