@@ -61,6 +61,9 @@ class Caution(BaseModel):
     severity: Severity
     message: str
     citations: list[Citation]
+    # the patient's medicines or comorbidities, by name, that fall under what the rule names
+    # ("Dupilumab" for a rule on biologics): which of them the caution is about
+    patient: list[str] = Field(default_factory=list)
 
 
 class Prompt(BaseModel):
@@ -282,11 +285,28 @@ def _not_assessed(rules: list[Rule], patient: dict[str, Any], name: str, plan: P
     ]
 
 
-def _cautions(rules: list[Rule], drug: str, plan: Plan, extra: list[Caution]) -> list[Caution]:
+def _cautions(rules: list[Rule], drug: str, plan: Plan, extra: list[Caution], patient: dict[str, Any]) -> list[Caution]:
     """A drug's cautions, most severe first. A rule shared by several products cites each one's
     label: the candidate shows its own label's citations (all of them if none is its own)."""
-    cautions = [plan.caution(rule, (drug,)) for rule in rules]
+    cautions = [_about(plan.caution(rule, (drug,)), rule, patient, plan.pack) for rule in rules]
     return sorted([*cautions, *extra], key=lambda c: (SEVERITY_ORDER.index(c.severity), c.rule))
+
+
+LISTED = {"medications": "treatments", "comorbidities": "diagnoses"}  # patient lists a caution may name items of
+
+
+def _about(caution: Caution, rule: Rule, patient: dict[str, Any], pack: Pack) -> Caution:
+    """The caution naming the patient's medicines or comorbidities that fall under the classes its
+    rule's `has` tests name (the rule fired: durable-rules decided; this only says which item)."""
+    named = [t for t in (rule.when.tests() if rule.when else []) if t.op == "has" and t.fact in LISTED]
+    if not named:
+        return caution
+    items = []
+    for test in named:
+        vocabulary = getattr(pack, LISTED[test.fact])
+        items += [vocabulary.entries[code].name for code in patient[test.fact]
+                  if code in vocabulary.closures and test.value in vocabulary.closures[code]]
+    return caution.model_copy(update={"patient": sorted(set(items))}) if items else caution
 
 
 def _one_dose(cautions: list[Rule]) -> list[Rule]:
@@ -334,7 +354,10 @@ def _before_starting(cautions_of: dict[str, list[Rule]], asked: dict[str, list[s
 
 
 def _patient_words(values: dict[str, Any], pack: Pack) -> str:
-    """The patient's values of some facts, in words: "disease severity moderate"."""
+    """The patient's values of the facts a part reads, in words: "moderate" for one fact, else
+    each named ("age 11, weight 38")."""
+    if len(values) == 1:
+        return value_words(*next(iter(values.items())), pack)
     return ", ".join(f"{pack.fact_words(fact, unit=False)} {value_words(fact, value, pack)}" for fact, value in values.items())
 
 
@@ -462,7 +485,7 @@ def assemble(
             "rationale": best[0].message,
             "rules": [p.id for p in best],
             "citations": _citations(best, plan),
-            "cautions": _cautions(shown, drug, plan, _not_assessed(by_kind["caution"][drug], patient, name, plan)),
+            "cautions": _cautions(shown, drug, plan, _not_assessed(by_kind["caution"][drug], patient, name, plan), patient),
             "conditional": bool(confirm),
             "confirm": confirm,
         }

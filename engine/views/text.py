@@ -99,7 +99,8 @@ class _Citations:
 
 def _caution(console: Console, cite: _Citations, caution: Caution) -> None:
     style = SEVERITY_STYLE[caution.severity]
-    cite.show(console, 2, f"[{style}]{caution.severity.upper()}[/] {caution.rule}: {escape(caution.message)}", caution.citations)
+    about = f" (patient: {', '.join(caution.patient)})" if caution.patient else ""
+    cite.show(console, 2, f"[{style}]{caution.severity.upper()}[/] {caution.rule}: {escape(caution.message + about)}", caution.citations)
 
 
 def render(result: Result, console: Console, citations: str = "numbered") -> None:
@@ -174,11 +175,17 @@ def _short(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
+def _lead(caution: Caution) -> str:
+    """A caution in short: its message up to the first colon, and the patient's items it is about."""
+    lead = caution.message.split(":", 1)[0]
+    return f"{lead}: {', '.join(caution.patient)}" if caution.patient else lead
+
+
 def headline(candidate: Candidate, limit: int = FINDING_MAX) -> tuple[str, str]:
     """The first screen's one finding of a candidate: a critical caution, else what must be
     confirmed, else its most severe caution (the lead of its message), with how many more; as
     (severity or CONFIRM, words), the words cut so the whole is at most FINDING_MAX characters."""
-    items = [(c.severity.upper(), c.message.split(":", 1)[0]) for c in candidate.cautions]
+    items = [(c.severity.upper(), _lead(c)) for c in candidate.cautions]
     confirms = [("CONFIRM", item.needs) for item in candidate.confirm]
     critical = [item for item in items if item[0] == "CRITICAL"]
     ordered = critical + confirms + [item for item in items if item[0] != "CRITICAL"]
