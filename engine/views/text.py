@@ -235,8 +235,8 @@ def first_screen(result: Result, console: Console) -> None:
     _find_out(result, {c.drug for c in shown}, console)
     off_label = any(c.label_status == "off_label" for c in shown)
     notes = [n for n in result.notes if off_label or not n.about_off_label]
-    if notes:
-        _line(console, 0, escape("Notes: " + "; ".join(n.message.split(":", 1)[0] for n in notes) + "."))
+    for note in notes:  # one line each: the rest is in the details
+        _line(console, 0, escape(_short(f"Note: {note.message}", min(console.width, 80) - 1)))
     if result.as_of:
         unused = len(result.unmapped)
         _line(console, 0, escape(f"From FHIR (ages as of {result.as_of}): {unused} chart item{'s' * (unused != 1)} not used."))
