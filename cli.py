@@ -175,9 +175,13 @@ def evaluate(
     citations: Annotated[
         Citations, typer.Option("--citations", help="text: numbered references at the end, or inline under each statement")
     ] = Citations.numbered,
+    details: Annotated[
+        bool, typer.Option("--details", help="text: the full view (every caution, why not, notes, references), not the first screen")
+    ] = False,
 ) -> None:
     """Rank the JAK inhibitors that could be considered for a patient, with cautions and citations.
 
+    Text shows a first screen (80×24 in the common case) unless --details; JSON is the whole result.
     A document with a resourceType is read as FHIR R4; the result lists what it could not map."""
     data = read_patient(patient)
     ev = load(rules, include_draft)
@@ -190,9 +194,12 @@ def evaluate(
     else:
         from rich.console import Console
 
-        from jakcds.views.text import render
+        from jakcds.views.text import first_screen, render
 
-        render(result, Console(), citations.value)
+        if details:
+            render(result, Console(), citations.value)
+        else:
+            first_screen(result, Console())
 
 
 @app.command()

@@ -37,8 +37,20 @@ def test_default_format_off_a_terminal_is_json_and_stdin_works():
     assert json.loads(done.stdout)["candidates"][0]["drug"] == "ruxolitinib"
 
 
+def test_the_first_screen_fits_80_by_24_in_words_and_points_to_the_details():
+    """Issue 23: patient line, one line per candidate, what to find out in words, how to see the rest."""
+    done = run("evaluate", str(CASES / "atopic-dermatitis-refractory-after-dupilumab-35y" / "patient.json"), "--format", "text")  # not a terminal: rich's 80 columns
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) <= 24 and all(len(line.rstrip()) <= 80 for line in lines), done.stdout
+    assert lines[0].startswith("Atopic dermatitis — 35 y, female") and "--details" in lines[-1]
+    assert "Also reported off-label: tofacitinib, expert opinion — see details." in done.stdout
+    assert "LABEL-" not in done.stdout and "SEED-" not in done.stdout and "_" not in done.stdout
+    assert "whether immunizations are up to date" in done.stdout
+
+
 def test_text_format_for_a_clinician():
-    done = run("evaluate", str(CASES / "wenzel-chilblain-lupus" / "patient.json"), "--format", "text")
+    done = run("evaluate", str(CASES / "wenzel-chilblain-lupus" / "patient.json"), "--format", "text", "--details")
     assert done.returncode == 0, done.stderr
     out = done.stdout
     for expected in ("Ruxolitinib (oral)", "off-label", "case report (low-level evidence)", "WARNING", "SEED-RUX-002",
@@ -108,8 +120,10 @@ def test_evaluate_reads_a_fhir_bundle_and_lists_what_it_did_not_use():
     assert result["as_of"] == "2016-03-01" and result["patient"]["age"] == 69
     assert result["candidates"][0]["drug"] == "ruxolitinib"
     assert {u["resource"] for u in result["unmapped"]} >= {"Condition/chilblain", "Observation/plt-error"}
-    text = run("evaluate", bundle, "--condition", "chilblain lupus", "--as-of", "2016-03-01", "--format", "text").stdout
+    text = run("evaluate", bundle, "--condition", "chilblain lupus", "--as-of", "2016-03-01", "--format", "text", "--details").stdout
     assert "From FHIR (ages as of 2016-03-01); not used (5):" in text and "Observation/neut-pct" in text
+    text = run("evaluate", bundle, "--condition", "chilblain lupus", "--as-of", "2016-03-01", "--format", "text").stdout
+    assert "From FHIR (ages as of 2016-03-01): 5 chart items not used." in text
 
 
 def test_fhir_input_errors_are_one_line_and_fhir_options_need_fhir_input():
@@ -147,3 +161,13 @@ def test_schema_prints_the_contract_a_golden_case_follows(which):
     jsonschema.validate(document, json.loads(done.stdout))
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**document, "no_such_field": 1} if which == "input" else {"candidates": []}, json.loads(done.stdout))
+
+
+def test_the_report_names_the_patient_facts_in_words(tmp_path):
+    """Issue 23: the HTML report's patient table and prompts read names with units, not field names."""
+    page = tmp_path / "report.html"
+    done = run("report", str(CASES / "wenzel-chilblain-lupus" / "patient.json"), "-o", str(page))
+    assert done.returncode == 0, done.stderr
+    facts = page.read_text().split('<table id="facts">', 1)[1].split("</table>", 1)[0]
+    assert "<th>platelet count (×10⁹/L)</th><td>120</td>" in facts and "<th>failed therapies</th><td>Systemic corticosteroids</td>" in facts
+    assert "_" not in facts

@@ -107,3 +107,11 @@ def _edit_rule(file, rule_id, changes):
             rule.update(changes)
     file.write_text(yaml.safe_dump(doc, sort_keys=False))
     write_manifest(file.parent.parent)  # as a reviewer would after approving the change
+
+
+def test_a_combination_caution_names_the_patients_medicine():
+    """Review E-C3: which of the patient's medicines the combination caution is about."""
+    result = jakcds.evaluate({"age": 30, "sex": "male", "condition": "alopecia_areata", "severity": "severe",
+                              "medications": ["dupilumab", "aspirin"]}, rules=RULES)
+    caution = next(c for c in result.candidates[0].cautions if c.rule == "LABEL-BAR-008")
+    assert caution.patient == ["Dupilumab"]

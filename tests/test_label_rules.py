@@ -4,6 +4,7 @@ patient fields validate strictly, and every rule's examples fire (or not) as sta
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -332,3 +333,16 @@ def test_on_label_proposals_survive_the_off_label_recalcitrance_exclude():
     result = jakcds.evaluate({"condition": "alopecia_areata", "age": 30, "severity": "severe"}, rules=RULES)
     assert {c.drug for c in result.candidates} == {"baricitinib", "ritlecitinib", "deuruxolitinib"}
     assert "SEED-GEN-001" in _excluded_by(result, "tofacitinib")
+
+
+def test_case_ketoconazole_replaces_the_ruxolitinib_starting_dose():
+    """Review E-D2: the strong-CYP3A4 reduction, never the 15 mg band beside it (the near miss keeps it)."""
+    assert set(_cautions(_case("ruxolitinib-ketoconazole-one-dose"), "ruxolitinib")) >= {"LABEL-RUX-010"}
+    assert "LABEL-RUX-003" not in _cautions(_case("ruxolitinib-ketoconazole-one-dose"), "ruxolitinib")
+    assert "LABEL-RUX-003" in _cautions(_case("ruxolitinib-platelets-200-no-inhibitor"), "ruxolitinib")
+
+
+def test_no_rule_id_inside_clinical_prose():
+    """Review E-C5: rule ids live in the trace and references, not in messages."""
+    for rule in PACK.active():
+        assert not re.search(r"\b[A-Z]+(-[A-Z]+)*-\d{3}\b", rule.message), rule.id

@@ -200,9 +200,90 @@ def test_explain_and_the_cards_agree_with_the_result(patient):
                 assert not all(t["holds"] for r in doc["rules"] if r["rule"] == reason["rule"] for t in r["tests"])
     titles = BUILT_IN | {r.id: r.title for r in PACK.rules}
     cards = patient_view(result, result.condition_name, titles)
-    shown = [card["source"]["topic"]["code"] for card in cards[: len(result.candidates)]]
-    assert shown == [c.rules[0] for c in result.candidates]
+    carded = [c for c in result.candidates if not c.beside_on_label]  # off-label beside on-label: no card
+    shown = [card["source"]["topic"]["code"] for card in cards[: len(carded)]]
+    assert shown == [c.rules[0] for c in carded]
     order = ["info", "warning", "critical"]
-    for card, candidate in zip(cards, result.candidates):
+    for card, candidate in zip(cards, carded):
         severities = [c.severity for c in candidate.cautions] + (["warning"] if candidate.conditional else [])
         assert card["indicator"] == max(severities, key=order.index, default="info")
+
+
+# The review's E-D1 and E-D2 (issue 23): the off-label bar, and one starting dose.
+RULES_BY_ID = {rule.id: rule for rule in PACK.rules}
+ON_LABEL = [r for r in PACK.active() if r.kind == "propose" and r.label_status == "on_label"]
+BAR_FACTS = {"severity", "failed_or_contraindicated_therapies"}  # what the bar is: severity and prior therapy
+bar_patients = st.fixed_dictionaries(
+    {"condition": st.sampled_from(SKIN), "age": st.integers(18, 90)},
+    optional={
+        "severity": st.sampled_from(["mild", "moderate", "severe"]),
+        "failed_therapies": st.lists(st.sampled_from(TREATMENTS), max_size=3),
+        "contraindicated_therapies": st.lists(st.sampled_from(TREATMENTS), max_size=1),
+    },
+)
+
+
+def _meets(test, patient: dict) -> bool | None:
+    """Whether the patient meets one test of an on-label bar (None: the patient does not say)."""
+    if test.fact == "severity":
+        if patient.get("severity") is None:
+            return None
+        return patient["severity"] in (test.value if test.op == "in" else [test.value])
+    tried = {ancestor for code in patient.get("failed_therapies", []) + patient.get("contraindicated_therapies", [])
+             for ancestor in PACK.treatments.closures[code]}
+    return (test.value in tried) == (test.op == "has")
+
+
+def _on_label_bars(condition: str) -> list[list]:
+    """The severity and prior-therapy tests of each on-label proposal for this condition."""
+    closure = PACK.diagnoses.closures[condition]
+    return [[t for t in r.when.tests() if t.fact in BAR_FACTS] for r in ON_LABEL
+            if any(t.fact == "condition" and t.value in closure for t in r.when.tests())]
+
+
+@settings(max_examples=400, deadline=None)
+@given(bar_patients)
+def test_the_off_label_bar_is_never_below_the_on_label_bar(patient):
+    """An off-label candidate only where the patient meets the severity and prior-therapy bar of
+    an on-label proposal for the same condition (where the pack has one); an unknown severity only
+    as a conditional candidate that asks for it."""
+    bars = _on_label_bars(patient["condition"])
+    result = EVALUATOR.evaluate(patient)
+    for candidate in (c for c in result.candidates if c.label_status == "off_label"):
+        if not bars:
+            continue
+        verdicts = [[_meets(t, patient) for t in bar] for bar in bars]
+        assert any(all(v is not False for v in bar) for bar in verdicts), (candidate.drug, patient)
+        if not any(all(v for v in bar) for bar in verdicts):
+            assert candidate.conditional and any("severity" in item.facts for item in candidate.confirm), (candidate.drug, patient)
+
+
+dose_patients = st.fixed_dictionaries(
+    {"condition": st.sampled_from(SKIN)},
+    optional={
+        "age": st.integers(18, 90),
+        "severity": st.sampled_from(["mild", "moderate", "severe"]),
+        "failed_therapies": st.lists(st.sampled_from(TREATMENTS), max_size=3),
+        "comorbidities": st.lists(st.sampled_from(DIAGNOSES), max_size=4),
+        "medications": st.lists(st.sampled_from(TREATMENTS), max_size=3),
+        "labs": st.fixed_dictionaries({}, optional={"platelets": st.integers(20, 400), "egfr": st.integers(5, 120)}),
+        "child_pugh": st.sampled_from(["A", "B", "C"]),
+        "cyp2c19": st.sampled_from(["poor", "normal"]),
+    },
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(dose_patients)
+def test_a_candidate_never_reads_two_starting_doses(patient):
+    """At most one stated dose per candidate, and none beside a caution that changes or withholds
+    the dose without stating one."""
+    try:
+        result = EVALUATOR.evaluate(patient)
+    except jakcds.InputError:
+        return
+    for candidate in result.candidates:
+        rules = [RULES_BY_ID[c.rule] for c in candidate.cautions if c.rule in RULES_BY_ID]
+        doses = {r.dose for r in rules if r.dose}
+        assert len(doses) <= 1, (candidate.drug, doses)
+        assert not (doses and any(r.changes_dose for r in rules)), (candidate.drug, patient)

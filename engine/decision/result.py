@@ -20,7 +20,7 @@ from typing import Any, Literal, TypeVar
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..knowledge.describe import describe_item
+from ..knowledge.describe import describe_item, value_words
 from ..knowledge.pack import Pack
 from ..knowledge.rules import Evidence, Grade, Group, LabelStatus, Rule, Severity, Test, tests_of
 from .compiler import part_probe, relaxable, relaxed_probe
@@ -62,12 +62,16 @@ class Caution(BaseModel):
     severity: Severity
     message: str
     citations: list[Citation]
+    # the patient's medicines or comorbidities, by name, that fall under what the rule names
+    # ("Dupilumab" for a rule on biologics): which of them the caution is about
+    patient: list[str] = Field(default_factory=list)
 
 
 class Prompt(BaseModel):
     """One fact the patient lacks that active rules need, asked once for every candidate that needs it."""
 
     fact: str
+    name: str = ""  # the fact in words, with its unit (vocabulary/facts.yaml)
     severity: Severity  # the most severe of the asking rules
     drugs: list[str]  # the candidates that need it
     rules: list[Caution]  # the asking rules, each with its message and citations
@@ -93,6 +97,9 @@ class Candidate(BaseModel):
     cautions: list[Caution]
     conditional: bool = False  # proposed only if `confirm` holds: ranks below the unconditional
     confirm: list[Confirm] = Field(default_factory=list)
+    # off-label while on-label candidates for the condition are proposed: one line on the first
+    # screen ("also reported off-label"), no CDS Hooks card; its full detail stays here and in explain
+    beside_on_label: bool = False
 
 
 class Unmet(BaseModel):
@@ -119,6 +126,7 @@ class Note(BaseModel):
     rule: str
     message: str
     citations: list[Citation] = Field(default_factory=list)
+    about_off_label: bool = False  # shown only with an off-label candidate (the rule's only_with_off_label)
 
 
 class TraceEntry(BaseModel):
@@ -242,7 +250,8 @@ class Plan:
             rule=rule.id, severity=rule.severity, message=rule.message, citations=self.own(rule, drugs)))
 
     def note(self, rule: Rule) -> Note:
-        return self.shared(("note", rule.id), lambda: Note(rule=rule.id, message=rule.message, citations=self.citations[rule.id]))
+        return self.shared(("note", rule.id), lambda: Note(rule=rule.id, message=rule.message, citations=self.citations[rule.id],
+                                                          about_off_label=rule.only_with_off_label))
 
     def reason(self, rule: Rule) -> Reason:
         return self.shared(("reason", rule.id), lambda: Reason(rule=rule.id, message=rule.message, citations=self.citations[rule.id]))
@@ -294,11 +303,36 @@ def _not_assessed(rules: list[Rule], patient: dict[str, Any], name: str, plan: P
     ]
 
 
-def _cautions(rules: list[Rule], drug: str, plan: Plan, extra: list[Caution]) -> list[Caution]:
+def _cautions(rules: list[Rule], drug: str, plan: Plan, extra: list[Caution], patient: dict[str, Any]) -> list[Caution]:
     """A drug's cautions, most severe first. A rule shared by several products cites each one's
     label: the candidate shows its own label's citations (all of them if none is its own)."""
-    cautions = [plan.caution(rule, (drug,)) for rule in rules]
+    cautions = [_about(plan.caution(rule, (drug,)), rule, patient, plan.pack) for rule in rules]
     return sorted([*cautions, *extra], key=lambda c: (SEVERITY_ORDER.index(c.severity), c.rule))
+
+
+LISTED = {"medications": "treatments", "comorbidities": "diagnoses"}  # patient lists a caution may name items of
+
+
+def _about(caution: Caution, rule: Rule, patient: dict[str, Any], pack: Pack) -> Caution:
+    """The caution naming the patient's medicines or comorbidities that fall under the classes its
+    rule's `has` tests name (the rule fired: durable-rules decided; this only says which item)."""
+    named = [t for t in (rule.when.tests() if rule.when else []) if t.op == "has" and t.fact in LISTED]
+    if not named:
+        return caution
+    items = []
+    for test in named:
+        vocabulary = getattr(pack, LISTED[test.fact])
+        items += [vocabulary.entries[code].name for code in patient[test.fact]
+                  if code in vocabulary.closures and test.value in vocabulary.closures[code]]
+    return caution.model_copy(update={"patient": sorted(set(items))}) if items else caution
+
+
+def _one_dose(cautions: list[Rule]) -> list[Rule]:
+    """A drug's cautions without the doses they state when one of them changes or withholds the
+    dose without stating one (a strong CYP3A4 inhibitor, "avoid"): never a starting dose beside it."""
+    if any(rule.changes_dose for rule in cautions):
+        return [rule for rule in cautions if not rule.dose]
+    return cautions
 
 
 def _lacks(observed: dict[str, Any], fact: str) -> bool:
@@ -328,6 +362,7 @@ def _before_starting(cautions_of: dict[str, list[Rule]], asked: dict[str, list[s
         drugs = tuple(sorted(needed_by[fact]))
         prompts.append({
             "fact": fact,
+            "name": plan.pack.fact_words(fact),
             "severity": min((r.severity for r in ordered), key=SEVERITY_ORDER.index),
             "drugs": drugs,
             "rules": [plan.caution(rule, drugs) for rule in ordered],
@@ -336,17 +371,12 @@ def _before_starting(cautions_of: dict[str, list[Rule]], asked: dict[str, list[s
     return prompts
 
 
-def in_words(value: Any) -> str:
-    """A patient value as a reader says it: not recorded, none, true, 120, "egfr 95, platelets 250"."""
-    if value is None:
-        return "not recorded"
-    if isinstance(value, dict):
-        return ", ".join(f"{key} {in_words(item)}" for key, item in value.items()) or "none"
-    if isinstance(value, list):
-        return ", ".join(map(str, value)) or "none"
-    if isinstance(value, bool):
-        return str(value).lower()
-    return f"{value:g}" if isinstance(value, float) else str(value)
+def _patient_words(values: dict[str, Any], pack: Pack) -> str:
+    """The patient's values of the facts a part reads, in words: "moderate" for one fact, else
+    each named ("age 11, weight 38")."""
+    if len(values) == 1:
+        return value_words(*next(iter(values.items())), pack)
+    return ", ".join(f"{pack.fact_words(fact, unit=False)} {value_words(fact, value, pack)}" for fact, value in values.items())
 
 
 def _failed(rule: Rule, fired: frozenset[str], plan: Plan) -> list[int]:
@@ -390,7 +420,7 @@ def _decide(
             # a proposal about the patient's condition (its condition-only parts hold) says why it did not fire
             if fired >= plan.condition_parts[rule.id]:
                 unmet = _unmet(rule, fired, plan, observed)
-                said = "; ".join(f"{u['needs']} (patient: {', '.join(f'{f} {in_words(v)}' for f, v in u['patient'].items())})" for u in unmet)
+                said = "; ".join(f"{u['needs']} (patient: {_patient_words(u['patient'], plan.pack)})" for u in unmet)
                 reasons.append({"rule": rule.id, "message": f"Would propose {name} for {condition}; not met: {said}.", "citations": plan.citations[rule.id], "unmet": unmet})
             continue
         off_label = rule.label_status == "off_label"
@@ -399,8 +429,10 @@ def _decide(
             continue
         if off_label:  # the off-label bar, where it reads a value the profile lacks (and confirm does not already ask)
             asked = {fact for c in confirm for fact in c["facts"]}
-            confirm += [c for x in pending for c in _confirm(x, fired, plan, observed, negate=True)
-                        if not set(c["facts"]) <= asked]
+            for c in (c for x in pending for c in _confirm(x, fired, plan, observed, negate=True)):
+                if not set(c["facts"]) <= asked:  # one line per unknown fact: the first bar that reads it
+                    confirm.append(c)
+                    asked |= set(c["facts"])
         options.append((rule, confirm))
     options.sort(key=lambda option: (bool(option[1]), proposal_key(option[0])))  # unconditional first
     if not options:
@@ -441,6 +473,8 @@ def assemble(
             if rule.kind == "note" and not rule.only_with_off_label:
                 notes.append(plan.note(rule))
 
+    for drug, cautions in by_kind["caution"].items():
+        by_kind["caution"][drug] = _one_dose(cautions)
     asked = {rule.id: _asked(rule, observed) for rule in hit if rule.kind == "caution"}
     condition = pack.diagnoses.entries[patient["condition"]].name
     tried = set(patient["failed_therapies"]) | set(patient["contraindicated_therapies"])
@@ -471,20 +505,23 @@ def assemble(
             "rationale": best[0].message,
             "rules": [p.id for p in best],
             "citations": _citations(best, plan),
-            "cautions": _cautions(shown, drug, plan, _not_assessed(by_kind["caution"][drug], patient, name, plan)),
+            "cautions": _cautions(shown, drug, plan, _not_assessed(by_kind["caution"][drug], patient, name, plan), patient),
             "conditional": bool(confirm),
             "confirm": confirm,
         }
         for rank, (_, drug, name, best, confirm, shown) in enumerate(sorted(ranked), start=1)
     ]
-    if any(c["label_status"] == "off_label" for c in candidates):
-        notes += [plan.note(r) for r in hit if r.only_with_off_label]
+    on_label = any(c["label_status"] == "on_label" for c in candidates)
+    for c in candidates:
+        c["beside_on_label"] = on_label and c["label_status"] == "off_label"
+    off_label = {c["drug"] for c in candidates if c["label_status"] == "off_label"}
+    notes += [plan.note(r) for r in hit if r.only_with_off_label and off_label & set(r.drugs or off_label)]
     shown_rules = {c.rule for cand in candidates for c in cand["cautions"]}
     if patient["reproductive_potential"] is None and any("may_conceive" in r.facts for r in hit if r.id in shown_rules):
         low, high = pack.meta.policy.reproductive_age
         notes.append(plan.shared(POLICY, lambda: Note(rule=POLICY, message=(
             f"Site policy, not a label fact: reproductive potential was not given, so a woman aged {low}-{high} "
-            "(or of unknown age) is taken to be of reproductive potential. Record reproductive_potential to decide it."))))
+            "(or of unknown age) is taken to be of reproductive potential. Record reproductive potential to decide it."))))
     if not pack.diagnoses.closures[patient["condition"]] & covered_conditions:
         notes.insert(0, plan.shared((NO_RULES_FOR_CONDITION, condition), lambda: Note(
             rule=NO_RULES_FOR_CONDITION, message=f"No rule in this pack proposes a JAK inhibitor for {condition}: no candidates.")))

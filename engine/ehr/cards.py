@@ -141,18 +141,19 @@ def _work_up(prompts: list[Prompt], result: Result, basis: Basis) -> list[dict[s
         return []
     lines = []
     for prompt in prompts:
-        lines += ["", f"**{prompt.fact}** (for {', '.join(prompt.drugs)}):"]
+        lines += ["", f"**{prompt.name}** (for {', '.join(prompt.drugs)}):"]
         for rule in prompt.rules:
             lines += [f"- {rule.message} ({rule.rule})", *(_quote(c, result.sources) for c in rule.citations)]
     first = prompts[0].rules[0]
-    summary = "Before starting, find out: " + ", ".join(p.fact for p in prompts)
+    summary = "Before starting, find out: " + ", ".join(p.name for p in prompts)
     return [card(summary, prompts[0].severity, lines[1:], first.rule, first.citations, basis)]
 
 
 def patient_view(result: Result, condition: str, titles: dict[str, str]) -> list[dict[str, Any]]:
-    """The chart overview: a card per candidate, most suitable first, or why there is none."""
+    """The chart overview: a card per candidate, most suitable first, or why there is none. An
+    off-label candidate beside on-label ones for the condition gets no card (the result keeps it)."""
     basis, cards = Basis.of(result, titles), []
-    for c in result.candidates:
+    for c in (c for c in result.candidates if not c.beside_on_label):
         cautions = f", {len(c.cautions)} caution{'s' * (len(c.cautions) != 1)}" if c.cautions else ""
         summary = f"{c.rank}. {c.name} for {condition} ({c.label_status.replace('_', '-')}, {EVIDENCE_WORDS[c.evidence]}{cautions}{_if_confirmed(c)})"
         cards.append(card(summary, _highest(c), _candidate_detail(c, result, condition), c.rules[0], c.citations, basis))

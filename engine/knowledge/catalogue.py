@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from pydantic import BaseModel, ConfigDict
+
 if TYPE_CHECKING:
     from .pack import Pack
 
@@ -62,3 +64,16 @@ def catalogue(pack: Pack) -> dict[str, FactSpec]:
         *(FactSpec(name, "number", unit=lab.unit) for name, lab in pack.labs.items()),
     ]
     return {spec.name: spec for spec in specs}
+
+
+class FactName(BaseModel):
+    """A fact as a clinician reads it (vocabulary/facts.yaml): its name in words and its unit."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+    name: str
+    unit: str = ""
+
+    @property
+    def words(self) -> str:
+        """The name with its unit: "eGFR (mL/min/1.73 m²)"."""
+        return f"{self.name} ({self.unit})" if self.unit else self.name

@@ -12,30 +12,46 @@ _OPPOSITE = {"has": "lacks", "lacks": "has", "lt": "gte", "gte": "lt", "lte": "g
 
 
 def _code_name(pack: Pack, vocabulary: str, code: str) -> str:
-    return getattr(pack, vocabulary).entries[code].name
+    """A code by its vocabulary name (a code the vocabulary lacks, as given)."""
+    entry = getattr(pack, vocabulary).entries.get(code)
+    return entry.name if entry else code
 
 
 def describe_test(test: Test, pack: Pack, negate: bool = False) -> str:
-    """A test in words; negated ("must not hold"), its opposite in words."""
+    """A test in words, the fact by its name ("disease severity is severe"); negated ("must not
+    hold"), its opposite in words."""
     spec = pack.catalogue[test.fact]
-    fact = test.fact.replace("_", " ")
+    fact = pack.fact_words(test.fact, unit=False)
     op, value = test.op, test.value
     if op in ("eq", "in"):
-        shown = str(value).lower() if isinstance(value, bool) else ", ".join(map(repr, value)) if op == "in" else repr(value)
-        verb = ("none of" if negate else "one of") if op == "in" else ("not" if negate else "")
+        shown = str(value).lower() if isinstance(value, bool) else " or ".join(value) if op == "in" else str(value)
+        verb = ("neither" if negate else "") if op == "in" else ("not" if negate else "")
+        shown = shown.replace(" or ", " nor ") if verb == "neither" else shown
         return f"{fact} is {verb} {shown}".replace("  ", " ")
     if negate:
         op, value = _OPPOSITE.get(op, op), (not value if op == "known" else value)
     if op in ("has", "lacks"):
         name = _code_name(pack, spec.vocabulary, value)
         if test.fact == "condition":
-            return f"condition {'is' if op == 'has' else 'is not'} {name} (or a narrower one)"
-        if op == "has":
-            return f"{fact} include {name} (or a narrower one)"
-        return f"no {name} (nor a narrower one) among {fact}"
+            return f"condition {'is' if op == 'has' else 'is not'} {name}"
+        return f"{fact} {'include' if op == 'has' else 'do not include'} {name}"
     if op == "known":
         return f"{fact} is {'recorded' if value else 'not recorded'}"
-    return f"{fact} {_COMPARE[op]} {value:g} {spec.unit}".rstrip()
+    unit = pack.fact_names[test.fact].unit if test.fact in pack.fact_names else spec.unit
+    return f"{fact} {_COMPARE[op]} {value:g} {unit}".rstrip()
+
+
+def value_words(fact: str, value: Any, pack: Pack) -> str:
+    """A patient's value of a fact as a reader says it: codes by their names, "not recorded"."""
+    spec = pack.catalogue.get(fact)
+    if value is None:
+        return "not recorded"
+    if spec is not None and spec.type == "codes":
+        codes = value if isinstance(value, list) else [value]
+        return ", ".join(_code_name(pack, spec.vocabulary, code) for code in codes) or "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def describe_item(node: Test | Group, pack: Pack, negate: bool = False) -> str:

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .catalogue import BOOLS, ENUMS, FactSpec, catalogue
+from .catalogue import BOOLS, ENUMS, FactName, FactSpec, catalogue
 from .rules import Rule
 from .vocabulary import Drug, Lab, Vocabulary
 
@@ -152,8 +152,17 @@ class Pack:
     labs: dict[str, Lab]
     drugs: dict[str, Drug]
     fhir: FhirReading
+    fact_names: dict[str, FactName]  # vocabulary/facts.yaml: each fact in words (lint: every fact has one)
     rules: list[Rule]  # every status, sorted by id
     rule_files: dict[str, str]  # rule id -> the file it is in
+
+    def fact_words(self, fact: str, unit: bool = True) -> str:
+        """A fact by its name in words, with its unit unless unit=False (the field name only
+        where the pack's table lacks it, which `jakcds rules lint` reports)."""
+        named = self.fact_names.get(fact)
+        if named is None:
+            return fact.replace("_", " ")
+        return named.words if unit else named.name
 
     @cached_property
     def catalogue(self) -> dict[str, FactSpec]:
@@ -210,6 +219,7 @@ def _build(root: Path, docs: dict[str, Any], files: dict[str, str], problems: li
         labs={key: _model(Lab, docs, f"{VOCABULARY}/labs.yaml", key) for key in _entries(docs, "labs")},
         drugs={key: _model(Drug, docs, f"{VOCABULARY}/drugs.yaml", key) for key in _entries(docs, "drugs")},
         fhir=_model(FhirReading, docs, f"{VOCABULARY}/fhir.yaml"),
+        fact_names={key: _model(FactName, docs, f"{VOCABULARY}/facts.yaml", key) for key in docs.get(f"{VOCABULARY}/facts.yaml") or {}},
         rules=[],
         rule_files={},
     )

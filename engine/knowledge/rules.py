@@ -185,7 +185,11 @@ class Rule(BaseModel):
     # caution only: the dose this rule states for its drug, in short ("5 mg once daily"); two that
     # differ must not fire together unless one supersedes the other (`jakcds rules lint` checks)
     dose: str = ""
-    # note only: shown only when an off-label candidate is (the low-evidence note)
+    # caution only: this rule changes or withholds its drug's starting dose without stating one
+    # ("reduce by about 50%", "avoid"): in a result it replaces every dose its drug's other
+    # cautions state, so a patient never reads a starting dose beside it
+    changes_dose: bool = False
+    # note only: shown only when an off-label candidate is (one of its drugs, if it names any)
     only_with_off_label: bool = False
     citations: list[Citation] = Field(min_length=1)
     examples: list[Example] = []
@@ -213,6 +217,8 @@ class Rule(BaseModel):
             raise ValueError("asks applies to caution rules only")
         if self.dose and self.kind != "caution":
             raise ValueError("dose applies to caution rules only (a proposal's message gives the usual dose)")
+        if self.changes_dose and (self.kind != "caution" or self.dose):
+            raise ValueError("changes_dose applies to caution rules that state no dose")
         unknown_tested = {t.fact for t in self.when.tests() if t.known is False} if self.when and self.asks else set()
         if not set(self.asks) <= unknown_tested:
             raise ValueError(f"asks {sorted(set(self.asks) - unknown_tested)}: a rule asks only for facts it tests as unknown (known: false)")

@@ -50,6 +50,7 @@ def project(result: Result) -> dict[str, Any]:
                 "evidence": c.evidence,
                 "cautions": {caution.rule: caution.severity for caution in c.cautions},
                 **({"confirm": [f"{item.rule}: {item.needs}" for item in c.confirm]} if c.conditional else {}),
+                **({"beside_on_label": True} if c.beside_on_label else {}),  # one line, no card
             }
             for c in result.candidates
         ],

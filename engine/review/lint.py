@@ -70,6 +70,9 @@ def lint(path: Path | str | None = None, seeds: Path | None = None, today: datet
         findings += _dose_conflicts(pack, evaluator)
     except EngineError as error:
         findings.append(Finding("error", "", "", f"durable-rules failed evaluating the examples: {error}"))
+    findings += _unstated_dose_changes(pack)
+    findings += [Finding("error", "vocabulary/facts.yaml", "", f"fact {fact!r} has no name in words")
+                 for fact in sorted(pack.catalogue.keys() - pack.fact_names.keys())]
     proposed = {drug for r in pack.active() if r.kind == "propose" for drug in r.drugs}  # drugs a caution can reach
     for rule in pack.active():
         findings += [Finding(level, pack.rule_files[rule.id], rule.id, message) for level, message in _rule(rule, proposed, today or datetime.date.today())]
@@ -146,6 +149,22 @@ def _dose_conflicts(pack: Pack, evaluator: Evaluator) -> list[Finding]:
                                         f"states {a.dose!r} and {b.id} states {b.dose!r} for {', '.join(sorted(set(a.drugs) & set(b.drugs)))}, "
                                         f"and both fire on {profile}: one must supersede the other"))
                 break
+    return findings
+
+
+def _unstated_dose_changes(pack: Pack) -> list[Finding]:
+    """A caution that tells to avoid its drug or reduce its dose changes the starting dose: it
+    must say so (`changes_dose`, or `dose`), or a normal starting dose is shown beside it."""
+    findings = []
+    for rule in pack.active():
+        if rule.kind != "caution" or rule.dose or rule.changes_dose:
+            continue
+        names = {word.lower() for drug in rule.drugs for word in (drug, pack.drugs[drug].name.split(" (")[0])}
+        said = re.search(rf"\b(avoid|reduce)\s+(the\s+)?({'|'.join(map(re.escape, sorted(names)))})\b", rule.message, re.I)
+        if said:
+            findings.append(Finding("error", pack.rule_files[rule.id], rule.id,
+                                    f"says {said.group(0)!r} but states no dose and lacks changes_dose: true "
+                                    "(a normal starting dose would be shown beside it)"))
     return findings
 
 

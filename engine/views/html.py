@@ -15,8 +15,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from ..decision.evaluate import Evaluator
-from ..decision.result import Result, in_words
-from ..knowledge.describe import describe_condition
+from ..decision.result import Result
+from ..knowledge.describe import describe_condition, value_words
+from ..knowledge.pack import Pack
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 FILTER_JS = (TEMPLATES / "filter.js").read_text(encoding="utf-8")  # the index's only script
@@ -39,10 +40,16 @@ def _environment() -> Environment:
     return env
 
 
+def _patient_rows(patient: dict[str, Any], pack: Pack) -> list[tuple[str, str]]:
+    """The recorded patient facts, each by its name in words with its unit (labs one by one)."""
+    flat = {**{key: value for key, value in patient.items() if key != "labs"}, **(patient.get("labs") or {})}
+    return [(pack.fact_words(fact), value_words(fact, value, pack)) for fact, value in flat.items() if value not in (None, [], {})]
+
+
 def decision_page(ev: Evaluator, result: Result, explained: dict[str, dict[str, Any]]) -> str:
     """One decision: the patient, the ranking with findings, before starting, the why-nots, and
     the trace of every rule that concerns each drug (from `jakcds explain`)."""
-    facts = [(name.replace("_", " "), in_words(value)) for name, value in result.patient.items() if value not in (None, [], {})]
+    facts = _patient_rows(result.patient, ev.pack)
     plan = ev.plan
     return _environment().get_template("report.html.j2").render(
         result=result, facts=facts, explained=sorted(explained.items()), names={d: info.name for d, info in ev.pack.drugs.items()},

@@ -1,7 +1,10 @@
-"""The clinician's text view of a result (rich): ranked table, cautions, why-not, citations."""
+"""The clinician's text views of a result (rich): the first screen (`first_screen`: patient,
+ranked table, what to find out, fitting 80×24 in the common case) and the full view (`render`:
+cautions, why-not, notes, citations)."""
 
 from __future__ import annotations
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.padding import Padding
@@ -11,6 +14,7 @@ from rich.text import Text
 from ..decision.result import EVIDENCE_WORDS, NO_PROPOSAL, Candidate, Caution, Citation, Result, evidence_words
 
 SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
+FINDING_MAX = 40  # characters of the first screen's "most severe finding": one line, never a paragraph
 
 
 def _source(citation: Citation, result: Result) -> str:
@@ -95,7 +99,8 @@ class _Citations:
 
 def _caution(console: Console, cite: _Citations, caution: Caution) -> None:
     style = SEVERITY_STYLE[caution.severity]
-    cite.show(console, 2, f"[{style}]{caution.severity.upper()}[/] {caution.rule}: {escape(caution.message)}", caution.citations)
+    about = f" (patient: {', '.join(caution.patient)})" if caution.patient else ""
+    cite.show(console, 2, f"[{style}]{caution.severity.upper()}[/] {caution.rule}: {escape(caution.message + about)}", caution.citations)
 
 
 def render(result: Result, console: Console, citations: str = "numbered") -> None:
@@ -120,7 +125,7 @@ def render(result: Result, console: Console, citations: str = "numbered") -> Non
         for prompt in result.before_starting:
             style = SEVERITY_STYLE[prompt.severity]
             rules = ", ".join(r.rule for r in prompt.rules)
-            _line(console, 2, f"[{style}]{prompt.severity.upper()}[/] {prompt.fact}: for {', '.join(prompt.drugs)} ({rules})")
+            _line(console, 2, f"[{style}]{prompt.severity.upper()}[/] {escape(prompt.name)}: for {escape(_names(result, prompt.drugs))} ({rules})")
 
     # a caution every candidate carries is printed once, after them
     shared = set.intersection(*({x.rule for x in c.cautions} for c in result.candidates)) if len(result.candidates) > 1 else set()
@@ -158,3 +163,108 @@ def render(result: Result, console: Console, citations: str = "numbered") -> Non
     cite.references(console)
     console.print(f"\n{len(result.trace)} of {rs.rules_run} rules fired; `--format json` shows the trace, "
                   "`jakcds explain` each rule's tests.", style="dim")
+
+
+def _names(result: Result, drugs: list[str]) -> str:
+    """Drugs by their names, as the result lists them."""
+    names = {c.drug: c.name for c in result.candidates} | {x.drug: x.name for x in result.excluded}
+    return ", ".join(names.get(drug, drug) for drug in drugs)
+
+
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _lead(caution: Caution) -> str:
+    """A caution in short: its message up to the first colon, and the patient's items it is about."""
+    lead = caution.message.split(":", 1)[0]
+    return f"{lead}: {', '.join(caution.patient)}" if caution.patient else lead
+
+
+def headline(candidate: Candidate, limit: int = FINDING_MAX) -> tuple[str, str]:
+    """The first screen's one finding of a candidate: a critical caution, else what must be
+    confirmed, else its most severe caution (the lead of its message), with how many more; as
+    (severity or CONFIRM, words), the words cut so the whole is at most FINDING_MAX characters."""
+    items = [(c.severity.upper(), _lead(c)) for c in candidate.cautions]
+    confirms = [("CONFIRM", item.needs) for item in candidate.confirm]
+    critical = [item for item in items if item[0] == "CRITICAL"]
+    ordered = critical + confirms + [item for item in items if item[0] != "CRITICAL"]
+    if not ordered:
+        return "", "none"
+    tag, words = ordered[0]
+    more = f" (+{len(ordered) - 1})" if len(ordered) > 1 else ""
+    return tag, _short(words, limit - len(tag) - 1 - len(more)) + more
+
+
+def _finding_cell(candidate: Candidate, limit: int) -> Text:
+    tag, words = headline(candidate, limit)
+    if not tag:
+        return Text(words)
+    return Text.assemble((tag, SEVERITY_STYLE.get(tag.lower(), "bold")), " ", words)
+
+
+def _table(candidates: list[Candidate], width: int) -> Table:
+    """One line per candidate; the finding cut to what is left of the width (at most FINDING_MAX)."""
+    rows = [(str(c.rank), c.name, c.label_status.replace("_", "-"), EVIDENCE_WORDS[c.evidence]) for c in candidates]
+    heads = ("#", "drug", "status", "evidence")
+    used = sum(max(len(row[i]) for row in [heads, *rows]) + 2 for i in range(len(heads)))
+    limit = max(12, min(FINDING_MAX, width - used - 4))  # rich keeps a few columns to itself
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1))
+    for head in heads:
+        table.add_column(head, no_wrap=True)
+    table.add_column("most severe finding", no_wrap=True, overflow="ellipsis")
+    for row, c in zip(rows, candidates):
+        table.add_row(*row, _finding_cell(c, limit))
+    return table
+
+
+def first_screen(result: Result, console: Console) -> None:
+    """What a clinician reads in ten seconds: who, the ranked options (one line each), what to
+    find out first in words, and how to see the rest (`--details`)."""
+    shown = [c for c in result.candidates if not c.beside_on_label]
+    console.print(f"[bold]{escape(result.condition_name)}[/] — {_who(result.patient)}")
+    if shown:
+        console.print(_table(shown, console.width))
+    else:
+        console.print("[bold]No JAK inhibitor can be suggested for this patient.[/]")
+        _why_none(result, console)
+    aside = [c for c in result.candidates if c.beside_on_label]
+    if aside:
+        said = "; ".join(f"{c.name.lower()}, {EVIDENCE_WORDS[c.evidence]}" for c in aside)
+        _line(console, 0, escape(f"Also reported off-label: {said} — see details."))
+    _find_out(result, {c.drug for c in shown}, console)
+    off_label = any(c.label_status == "off_label" for c in shown)
+    notes = [n for n in result.notes if off_label or not n.about_off_label]
+    for note in notes:  # one line each: the rest is in the details
+        _line(console, 0, escape(_short(f"Note: {note.message}", min(console.width, 80) - 1)))
+    if result.as_of:
+        unused = len(result.unmapped)
+        _line(console, 0, escape(f"From FHIR (ages as of {result.as_of}): {unused} chart item{'s' * (unused != 1)} not used."))
+    rs = result.ruleset
+    console.print(f"More: --details (cautions, why not, notes, sources). Pack {rs.name} {rs.version}"
+                  + (", drafts included." if rs.drafts_included else "."), style="dim")
+
+
+def _find_out(result: Result, drugs: set[str], console: Console) -> None:
+    """The facts to find out before starting for the shown candidates, in words, one line per severity."""
+    prompts = [p for p in result.before_starting if drugs & set(p.drugs)]
+    if not prompts:
+        return
+    console.print("[bold]Before starting, find out[/]")
+    for severity in SEVERITY_STYLE:
+        names = [p.name for p in prompts if p.severity == severity]
+        if names:
+            _line(console, 2, f"[{SEVERITY_STYLE[severity]}]{severity.upper()}[/] {escape(', '.join(names))}")
+
+
+def _why_none(result: Result, console: Console) -> None:
+    """Why no drug: each excluded drug's first reason in short (what was not met, or the lead of
+    its message), one line each, drugs with the same reason together."""
+    by_reason: dict[str, list[str]] = {}
+    for x in result.excluded:
+        reason = x.reasons[0]
+        if reason.rule != NO_PROPOSAL:
+            said = "not met: " + reason.message.split("; not met: ", 1)[1] if reason.unmet else reason.message.split(":", 1)[0]
+            by_reason.setdefault(said, []).append(x.name)
+    for said, names in by_reason.items():
+        _line(console, 2, escape(_short(f"{', '.join(names)}: {said}", 2 * 76)))
