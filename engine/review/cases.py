@@ -107,11 +107,18 @@ def run_case(directory: Path, evaluator: Evaluator) -> Outcome:
     return Outcome(name, _status(False, todo), diff, fired)
 
 
+PENDING = "expected.yaml.new"
+
+
 def update_case(directory: Path, evaluator: Evaluator) -> bool:
-    """Rewrite a case's expected result from today's result (`jakcds test --update`: review the
-    diff before committing it). Error cases are left alone; a FHIR twin keeps pointing at its
-    JSON twin and updates only what it pins itself. Returns whether the file changed."""
+    """Write a case's expected result from today's result as a pending file (expected.yaml.new)
+    beside expected.yaml, for review (`jakcds test` shows its diff, `--accept` moves it in); a
+    pending file that today's result no longer needs is removed. Error cases are left alone; a
+    FHIR twin keeps pointing at its JSON twin and updates only what it pins itself. Returns whether
+    the case now has a pending file."""
     expected = _expected(directory)
+    pending = directory / PENDING
+    pending.unlink(missing_ok=True)
     if "error" in expected:
         return False
     actual = project(evaluate_case(directory, evaluator, expected))
@@ -121,9 +128,28 @@ def update_case(directory: Path, evaluator: Evaluator) -> bool:
     updated = {**expected, **{key: actual[key] for key in own}}
     if updated == expected:
         return False
-    text = yaml.safe_dump(updated, sort_keys=False, allow_unicode=True, width=100)
-    (directory / "expected.yaml").write_text(text, encoding="utf-8")
+    pending.write_text(yaml.safe_dump(updated, sort_keys=False, allow_unicode=True, width=100), encoding="utf-8")
     return True
+
+
+def pending_cases(root: Path) -> list[Path]:
+    """The cases with a pending expected.yaml.new, by name."""
+    return sorted(p.parent for p in Path(root).glob(f"*/{PENDING}"))
+
+
+def pending_diff(directory: Path) -> str:
+    """The unified diff from a case's expected.yaml to its pending file."""
+    old, new = (directory / name for name in ("expected.yaml", PENDING))
+    lines = difflib.unified_diff(
+        old.read_text(encoding="utf-8").splitlines(), new.read_text(encoding="utf-8").splitlines(),
+        f"{directory.name}/expected.yaml", f"{directory.name}/{PENDING}", lineterm="",
+    )
+    return "\n".join(lines)
+
+
+def accept(directory: Path) -> None:
+    """The pending file becomes the case's expected.yaml (`jakcds test --accept NAME`)."""
+    (directory / PENDING).replace(directory / "expected.yaml")
 
 
 def run_examples(evaluator: Evaluator) -> list[Outcome]:
