@@ -86,7 +86,7 @@ class Evaluator:
         )
 
 
-_evaluators: dict[tuple[Path, bool], Evaluator] = {}
+_evaluators: dict[tuple[Path, bool, bool], Evaluator] = {}
 _lock = threading.Lock()
 
 
@@ -94,7 +94,7 @@ def evaluator(rules: Path | str | None = None, include_draft: bool = False) -> E
     """The cached Evaluator for a pack directory (default: the shipped pack)."""
     path = Path(rules).resolve() if rules else default_path()
     with _lock:
-        key = (path, include_draft)
+        key = (path, include_draft, rules is None)  # in a checkout the shipped pack is rules/: reported as built-in only if asked so
         if key not in _evaluators:
             _evaluators[key] = Evaluator(load_pack(path), include_draft, builtin=rules is None)
         return _evaluators[key]
