@@ -5,6 +5,7 @@ from hypothesis import strategies as st
 
 import jakcds
 from conftest import RULES
+from jakcds.knowledge.catalogue import BOOLS, ENUMS
 
 EVALUATOR = jakcds.evaluator(RULES)
 PACK = EVALUATOR.pack
@@ -12,20 +13,41 @@ SKIN = sorted(code for code, closure in PACK.diagnoses.closures.items() if "skin
 DIAGNOSES = sorted(PACK.diagnoses.entries)
 TREATMENTS = sorted(PACK.treatments.entries)
 
+# a plausible value of each lab, in its default unit (a new lab in the pack must be added here)
+LAB_VALUES = {
+    "platelets": st.integers(0, 600),
+    "lymphocytes": st.integers(0, 5000),
+    "neutrophils": st.integers(0, 10000),
+    "hemoglobin": st.integers(40, 200).map(lambda tenths: tenths / 10),
+    "egfr": st.integers(0, 150),
+}
+assert set(LAB_VALUES) == set(PACK.labs), sorted(set(PACK.labs) ^ set(LAB_VALUES))
+
+
+def _coherent(patient: dict) -> bool:
+    return patient.get("sex") != "male" or not (patient.get("pregnant") or patient.get("breastfeeding"))
+
+
+# every fact the rules read, each optional (absent = unknown)
 patients = st.fixed_dictionaries(
     {"condition": st.sampled_from(SKIN)},
     optional={
         "age": st.integers(0, 100),
-        "sex": st.sampled_from(["female", "male", "other"]),
-        "severity": st.sampled_from(["mild", "moderate", "severe"]),
+        "sex": st.sampled_from(ENUMS["sex"]),
+        "severity": st.sampled_from(ENUMS["severity"]),
         "failed_therapies": st.lists(st.sampled_from(TREATMENTS), max_size=4),
         "contraindicated_therapies": st.lists(st.sampled_from(TREATMENTS), max_size=2),
         "comorbidities": st.lists(st.sampled_from(DIAGNOSES), max_size=4),
-        "labs": st.fixed_dictionaries({}, optional={"platelets": st.integers(0, 600)}),
-        "smoking": st.sampled_from(["never", "former", "current"]),
+        "medications": st.lists(st.sampled_from(TREATMENTS), max_size=3),
+        "labs": st.fixed_dictionaries({}, optional=LAB_VALUES),
+        "weight_kg": st.integers(20, 150),
+        "bsa_percent": st.integers(0, 100),
+        "cardiovascular_risk_factors": st.integers(0, 4),
+        **{fact: st.sampled_from(ENUMS[fact]) for fact in ENUMS if fact not in ("sex", "severity")},
+        **{fact: st.booleans() for fact in BOOLS},
     },
-)
-LISTS = ("failed_therapies", "contraindicated_therapies", "comorbidities")
+).filter(_coherent)
+LISTS = ("failed_therapies", "contraindicated_therapies", "comorbidities", "medications")
 
 
 @settings(max_examples=150, deadline=None)
