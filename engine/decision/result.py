@@ -465,7 +465,9 @@ def assemble(
         notes.append(Note(rule=POLICY, message=(
             f"Site policy, not a label fact: reproductive potential was not given, so a woman aged {low}-{high} "
             "(or of unknown age) is taken to be of reproductive potential. Record reproductive_potential to decide it.")))
-    if not pack.diagnoses.closures[patient["condition"]] & covered_conditions:
+    # no proposal is about the condition, a wider class of it, or one of its kinds (eczema: atopic dermatitis)
+    kinds = {c for c in covered_conditions if patient["condition"] in pack.diagnoses.closures[c]}
+    if not pack.diagnoses.closures[patient["condition"]] & covered_conditions and not kinds:
         notes.insert(0, Note(rule=NO_RULES_FOR_CONDITION, message=f"No rule in this pack proposes a JAK inhibitor for {condition}: no candidates."))
 
     # The trace holds the rules that fired (`jakcds explain` shows the ones that did not, test by test).
