@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..knowledge.describe import describe_item
 from ..knowledge.pack import Pack
-from ..knowledge.rules import Evidence, Grade, Group, LabelStatus, Rule, Severity, Test, tests_of
+from ..knowledge.rules import Evidence, Grade, LabelStatus, Rule, Severity, tests_of
 from .compiler import part_probe, relaxable, relaxed_probe
 
 EVIDENCE_ORDER = ("label", "case_series", "case_report", "expert_opinion")

@@ -113,7 +113,7 @@ class FhirReading(BaseModel):
 
     @model_validator(mode="after")
     def _facts(self) -> FhirReading:
-        specs = {name: values for name, values in ENUMS.items()} | {name: (True, False) for name in BOOLS}
+        specs = dict(ENUMS) | dict.fromkeys(BOOLS, (True, False))
         for name, mapping in {**self.observations, **self.draft.observations}.items():
             if name not in specs:
                 raise ValueError(f"observations: {name!r} is not a profile fact an Observation can give ({', '.join(specs)})")
@@ -180,7 +180,7 @@ def load_pack(path: Path | str | None = None, verify: bool = True) -> Pack:
         pack = pickle.loads(cached.read_bytes()) if cached else None
     except Exception:  # noqa: BLE001 - any unreadable cache entry is rebuilt
         pack = None
-    if pack is not None:
+    if cached and pack is not None:
         with contextlib.suppress(OSError):  # used: the eviction in _keep goes by modification time
             os.utime(cached)
     if pack is None:
