@@ -9,6 +9,7 @@ from conftest import CASES
 from test_cli import JAKCDS
 from jakcds.ehr.screen import screen
 
+pytestmark = pytest.mark.slow  # Dask clusters
 FIXTURE = CASES / "screening"
 AS_OF = datetime.date(2026, 11, 23)
 OUTPUTS = ("results.ndjson", "summary.csv", "summary.parquet", "bad_lines.ndjson", "counts.json")

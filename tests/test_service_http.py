@@ -29,6 +29,7 @@ from cds_keys import ISSUER, RSA_KEY, UNKNOWN_ISSUER, UNKNOWN_KEY, mint, write_i
 from jakcds.ehr.service import prefetch_templates
 from second_opinion import healthchain_errors
 
+pytestmark = pytest.mark.slow  # each test starts jakcds serve
 REPO = Path(__file__).resolve().parents[1]
 HOOKS = REPO / "cases" / "hooks"
 SCHEMAS = Path(__file__).resolve().parent / "schemas" / "cds-hooks-2.0"

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -27,8 +28,11 @@ from schemathesis.specs.openapi.checks import (
 
 import jakcds
 from cds_keys import mint, write_issuers
+from conftest import examples
 from jakcds.ehr.auth import Verifier, load_issuers
 from jakcds.ehr.service import SERVICES, Settings, create_app
+
+pytestmark = pytest.mark.slow  # 100 requests per operation
 
 BASE = "http://testserver"  # the ASGI client's base URL, so every aud starts with it
 SCHEMAS = Path(__file__).resolve().parent / "schemas" / "cds-hooks-2.0"
@@ -79,7 +83,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 
 @schema.parametrize()
-@settings(max_examples=100, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=examples(100), derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_contract(case: schemathesis.Case) -> None:
     # a fresh token (the service refuses a replayed jti) for the URL the case calls, minted now
     case.headers = {**(case.headers or {}), "Authorization": "Bearer " + mint(BASE + case.formatted_path)}
