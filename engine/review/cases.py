@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from ..decision.evaluate import Evaluator, InputError
-from ..decision.result import BUILT_IN, Result
+from ..decision.result import BUILT_IN, Excluded, Result
 from ..ehr.chart import evaluate_chart
 
 
@@ -43,6 +43,11 @@ class Outcome:
     @property
     def passed(self) -> bool:
         return self.status != "FAIL"
+
+
+def _why_not(excluded: Excluded) -> list[str]:
+    """The sentences of a drug's proposals that did not fire: what was not met, with the patient's values."""
+    return [f"{reason.rule}: {reason.message}" for reason in excluded.reasons if reason.unmet]
 
 
 def project(result: Result) -> dict[str, Any]:
@@ -60,7 +65,7 @@ def project(result: Result) -> dict[str, Any]:
         ],
         "before_starting": {p.fact: p.drugs for p in result.before_starting},
         "excluded": {x.drug: [r.rule for r in x.reasons] for x in result.excluded},
-        "why_not": {x.drug: [f"{r.rule}: {r.message}" for r in x.reasons if r.unmet] for x in result.excluded if any(r.unmet for r in x.reasons)},
+        "why_not": {x.drug: said for x in result.excluded if (said := _why_not(x))},
         "notes": [f"{n.rule}: {n.message}" if n.rule in BUILT_IN else n.rule for n in result.notes],
         "unmapped": [f"{u.resource} {u.code}: {u.why}" for u in result.unmapped],
     }
