@@ -260,24 +260,43 @@ def run_tests(
     path: Annotated[Path, typer.Argument(help="the golden cases directory")] = Path("cases"),
     rules: RulesOption = None,
     include_draft: Annotated[bool, typer.Option("--include-draft", help="also run draft rules and their examples")] = False,
-    update: Annotated[bool, typer.Option("--update", help="rewrite each case's expected.yaml from today's result (review the diff)")] = False,
+    update: Annotated[
+        bool, typer.Option("--update", help="write expected.yaml.new beside each case whose result changed, for review")
+    ] = False,
+    accept: Annotated[
+        Optional[list[str]], typer.Option("--accept", help="move a case's reviewed expected.yaml.new in (a case name, or all)")
+    ] = None,
 ) -> None:
-    """Run the golden cases and every rule's examples: PASS / FAIL / TODO, one line each."""
-    from jakcds.review.cases import case_dirs, run_all, update_case
+    """Run the golden cases and every rule's examples: PASS / FAIL / TODO, one line each. Fails while
+    a case has a pending expected.yaml.new (its diff is shown): review it, then --accept it."""
+    from jakcds.review import cases
 
+    if accept:
+        waiting = {d.name: d for d in cases.pending_cases(path)}
+        names = sorted(waiting) if accept == ["all"] else accept
+        for name in names:
+            if name not in waiting:
+                fail(f"case {name} has no pending expected.yaml.new in {path}")
+            cases.accept(waiting[name])
+            typer.echo(f"accepted {name}")
+        return
     if update:
         ev = load(rules, include_draft)
-        changed = [d.name for d in case_dirs(path) if update_case(d, ev)]
-        typer.echo("\n".join(f"updated {name}" for name in changed) + f"\njakcds test --update: {len(changed)} cases rewritten")
+        changed = [d.name for d in cases.case_dirs(path) if cases.update_case(d, ev)]
+        typer.echo("\n".join(f"pending {name}" for name in changed))
+        typer.echo(f"jakcds test --update: {len(changed)} cases changed; review each diff with jakcds test, then --accept NAME")
         return
-    outcomes = run_all(path, load(rules, include_draft))
+    outcomes = cases.run_all(path, load(rules, include_draft))
     for outcome in outcomes:
         typer.echo(f"{outcome.status} {outcome.name}" + (f"  ({outcome.detail})" if outcome.status == "TODO" else ""))
         if outcome.status == "FAIL":
             typer.echo("\n".join(f"    {line}" for line in outcome.detail.splitlines()))
+    pending = cases.pending_cases(path)
+    for directory in pending:
+        typer.echo(f"PENDING case {directory.name}\n" + "\n".join(f"    {line}" for line in cases.pending_diff(directory).splitlines()))
     counts = {status: sum(o.status == status for o in outcomes) for status in ("PASS", "FAIL", "TODO")}
-    typer.echo(f"jakcds test: {counts['PASS']} passed, {counts['FAIL']} failed, {counts['TODO']} todo")
-    if counts["FAIL"] or not outcomes:
+    typer.echo(f"jakcds test: {counts['PASS']} passed, {counts['FAIL']} failed, {counts['TODO']} todo, {len(pending)} pending")
+    if counts["FAIL"] or pending or not outcomes:
         raise typer.Exit(1)
 
 

@@ -6,6 +6,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,6 +33,21 @@ sys.path.insert(0, str(CHECKOUT))
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CHECKOUT), os.environ.get("PYTHONPATH")]))
 
 import jakcds  # noqa: E402 - after the checkout is first on the path
+
+# Hypothesis: HYPOTHESIS_PROFILE=dev runs each property on a few examples (the edit-test loop);
+# ci, the default, runs each property's own count (examples(n)) and prints how to reproduce a failure.
+DEV_EXAMPLES = 10
+settings.register_profile("ci", print_blob=True)
+settings.register_profile("dev", max_examples=DEV_EXAMPLES)
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+settings.load_profile(PROFILE)
+
+
+def examples(count: int) -> int:
+    """A property's example count: its own, or at most DEV_EXAMPLES under the dev profile (a
+    test's own max_examples would override the profile's)."""
+    return min(count, DEV_EXAMPLES) if PROFILE == "dev" else count
+
 
 RULES = REPO / "rules"
 CASES = REPO / "cases"

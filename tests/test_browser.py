@@ -15,6 +15,7 @@ import pytest
 from conftest import CASES
 from test_cli import JAKCDS
 
+pytestmark = pytest.mark.slow  # Chromium
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 

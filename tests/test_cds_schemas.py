@@ -192,6 +192,7 @@ def test_broken_variant_fails(case: str) -> None:
 
 
 # HealthChain 0.16.1 as a second opinion, minus its known deviations (ehr-tooling.md §1).
+@pytest.mark.slow  # HealthChain's venv (built from PyPI once)
 @pytest.mark.parametrize(
     ("kind", "name"),
     [("discovery", "discovery"), ("discovery", "discovery-extension"), ("response", "response"), ("response", "response-empty")],
@@ -200,17 +201,20 @@ def test_healthchain_accepts_spec_example(kind: str, name: str) -> None:
     assert healthchain_errors(kind, example(name)) == []
 
 
+@pytest.mark.slow  # HealthChain's venv (built from PyPI once)
 def test_healthchain_allowlist_is_exercised() -> None:
     # The spec's links have no autoLaunchable, which HealthChain requires: raw errors, none left after the allowlist.
     raw = raw_healthchain_errors("response", example("response"))
     assert raw and all(e.endswith(".autoLaunchable: Field required") for e in raw)
 
 
+@pytest.mark.slow  # HealthChain's venv (built from PyPI once)
 def test_healthchain_rejects_card_without_indicator() -> None:
     document = mutate("response", lambda d: d["cards"][1].pop("indicator"))
     assert healthchain_errors("response", document) == ["cards.1.indicator: Field required"]
 
 
+@pytest.mark.slow  # HealthChain's venv (built from PyPI once)
 def test_healthchain_summary_limit_is_140() -> None:
     # Known leniency (§1 Summary): 140 chars pass HealthChain; only the JSON Schema catches it.
     assert healthchain_errors("response", mutate("response", lambda d: d["cards"][1].update(summary="x" * 140))) == []

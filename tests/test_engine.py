@@ -22,6 +22,7 @@ def test_no_background_threads(evaluator):
     assert threading.active_count() == before
 
 
+@pytest.mark.slow  # 1,500 evaluations
 def test_every_session_is_deleted(evaluator):
     """durable-rules allows 1024 live sessions per ruleset; 1500 evaluations must all work."""
     first = evaluator.evaluate(WENZEL).model_dump_json()

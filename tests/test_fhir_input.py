@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jakcds
-from conftest import CASES, RULES, SEEDS
+from conftest import CASES, RULES, SEEDS, examples
 from fhir_r4.validate import EXAMPLES, r4_schema_errors
 from jakcds.ehr.chart import evaluate_chart, evaluate_read, read_chart
 from jakcds.review.cases import evaluate_case, project
@@ -161,6 +161,7 @@ def test_condition_status_rules():
     }
 
 
+@pytest.mark.slow  # the full ICD-10-CM code list
 def test_icd10_cm_subcodes_map_to_their_nearest_listed_parent_only():
     assert run(condition("aa", "L63.2")).patient["condition"] == "alopecia_areata"  # L63 is listed
     with pytest.raises(jakcds.InputError, match="found none"):
@@ -238,7 +239,7 @@ def test_bad_fhir_is_a_one_line_input_error():
         assert "\n" not in str(error.value)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(st.randoms(use_true_random=False))
 def test_the_order_of_entries_never_changes_the_result(rng: random.Random):
     resources = [DM, condition("tp", "D69.6"), lab("a", "777-3", 40, "10*9/L", "2026-01-01"), lab("b", "777-3", 90, "10*9/L", "2026-01-01"),
@@ -389,7 +390,8 @@ def _mutations(draw, document):
 MUTATED = sorted(d for d in FHIR_CASES)
 
 
-@settings(max_examples=2000, deadline=None)
+@pytest.mark.slow  # 2,000 examples
+@settings(max_examples=examples(2000), deadline=None)
 @given(st.sampled_from(MUTATED), st.data())
 def test_any_mutation_of_a_valid_chart_gives_a_result_or_an_input_error(directory, data):
     chart = json.loads((directory / "bundle.json").read_text())

@@ -4,7 +4,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jakcds
-from conftest import RULES
+from conftest import RULES, examples
+from jakcds.knowledge.catalogue import BOOLS, ENUMS
 
 EVALUATOR = jakcds.evaluator(RULES)
 PACK = EVALUATOR.pack
@@ -12,23 +13,44 @@ SKIN = sorted(code for code, closure in PACK.diagnoses.closures.items() if "skin
 DIAGNOSES = sorted(PACK.diagnoses.entries)
 TREATMENTS = sorted(PACK.treatments.entries)
 
+# a plausible value of each lab, in its default unit (a new lab in the pack must be added here)
+LAB_VALUES = {
+    "platelets": st.integers(0, 600),
+    "lymphocytes": st.integers(0, 5000),
+    "neutrophils": st.integers(0, 10000),
+    "hemoglobin": st.integers(40, 200).map(lambda tenths: tenths / 10),
+    "egfr": st.integers(0, 150),
+}
+assert set(LAB_VALUES) == set(PACK.labs), sorted(set(PACK.labs) ^ set(LAB_VALUES))
+
+
+def _coherent(patient: dict) -> bool:
+    return patient.get("sex") != "male" or not (patient.get("pregnant") or patient.get("breastfeeding"))
+
+
+# every fact the rules read, each optional (absent = unknown)
 patients = st.fixed_dictionaries(
     {"condition": st.sampled_from(SKIN)},
     optional={
         "age": st.integers(0, 100),
-        "sex": st.sampled_from(["female", "male", "other"]),
-        "severity": st.sampled_from(["mild", "moderate", "severe"]),
+        "sex": st.sampled_from(ENUMS["sex"]),
+        "severity": st.sampled_from(ENUMS["severity"]),
         "failed_therapies": st.lists(st.sampled_from(TREATMENTS), max_size=4),
         "contraindicated_therapies": st.lists(st.sampled_from(TREATMENTS), max_size=2),
         "comorbidities": st.lists(st.sampled_from(DIAGNOSES), max_size=4),
-        "labs": st.fixed_dictionaries({}, optional={"platelets": st.integers(0, 600)}),
-        "smoking": st.sampled_from(["never", "former", "current"]),
+        "medications": st.lists(st.sampled_from(TREATMENTS), max_size=3),
+        "labs": st.fixed_dictionaries({}, optional=LAB_VALUES),
+        "weight_kg": st.integers(20, 150),
+        "bsa_percent": st.integers(0, 100),
+        "cardiovascular_risk_factors": st.integers(0, 4),
+        **{fact: st.sampled_from(ENUMS[fact]) for fact in ENUMS if fact not in ("sex", "severity")},
+        **{fact: st.booleans() for fact in BOOLS},
     },
-)
-LISTS = ("failed_therapies", "contraindicated_therapies", "comorbidities")
+).filter(_coherent)
+LISTS = ("failed_therapies", "contraindicated_therapies", "comorbidities", "medications")
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(patients, st.randoms(use_true_random=False))
 def test_list_order_and_duplicates_never_change_the_result(patient, rng):
     shuffled = dict(reversed(list(patient.items())))
@@ -40,7 +62,7 @@ def test_list_order_and_duplicates_never_change_the_result(patient, rng):
     assert EVALUATOR.evaluate(shuffled).model_dump_json() == EVALUATOR.evaluate(patient).model_dump_json()
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(patients, st.integers(0, 2_000_000), st.sampled_from(["/uL", "/mm3", "cells/uL", "cells/mm3"]))
 def test_equivalent_units_give_identical_results(patient, per_microlitre, unit):
     canonical = {**patient, "labs": {"platelets": per_microlitre / 1000}}
@@ -51,7 +73,7 @@ def test_equivalent_units_give_identical_results(patient, per_microlitre, unit):
     assert EVALUATOR.evaluate(thousands).model_dump_json() == expected
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(patients)
 def test_the_same_input_gives_byte_identical_output(patient):
     first = EVALUATOR.evaluate(patient).model_dump_json(indent=2)
@@ -67,7 +89,7 @@ json_values = st.recursive(
 FIELDS = sorted(jakcds.Patient.model_fields) + ["colour"]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.dictionaries(st.sampled_from(FIELDS), json_values, max_size=6), st.sampled_from(SKIN))
 def test_any_input_gives_a_result_or_a_one_line_input_error(patient, condition):
     """Bad input is never silent and never a crash: a Result, or an InputError on one line."""
@@ -78,7 +100,7 @@ def test_any_input_gives_a_result_or_a_one_line_input_error(patient, condition):
         assert str(error) and "\n" not in str(error)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(patients)
 def test_a_critical_finding_never_ranks_above_a_candidate_without_one(patient):
     critical = [any(c.severity == "critical" for c in cand.cautions) for cand in EVALUATOR.evaluate(patient).candidates]
@@ -89,7 +111,7 @@ DRUGS = sorted(PACK.drugs)
 RULE = {rule.id: rule for rule in PACK.rules}
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(patients, st.sampled_from(DRUGS), st.sampled_from(["failed_therapies", "contraindicated_therapies"]))
 def test_a_drug_recorded_as_failed_is_never_proposed_again(patient, drug, field):
     result = EVALUATOR.evaluate({**patient, field: [*patient.get(field, []), drug]})
@@ -110,7 +132,7 @@ def _answer(patient: dict, fact: str) -> dict:
     return {**patient, fact: ANSWERS[fact]}
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(patients, st.data())
 def test_answering_a_prompt_removes_it_and_adds_none(patient, data):
     before = {p.fact for p in EVALUATOR.evaluate(patient).before_starting}
@@ -121,7 +143,7 @@ def test_answering_a_prompt_removes_it_and_adds_none(patient, data):
     assert after <= before - {fact}
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(patients)
 def test_no_fact_is_asked_twice_and_no_candidate_repeats_a_prompt(patient):
     result = EVALUATOR.evaluate(patient)
@@ -135,7 +157,7 @@ def _unknown(patient: dict, fact: str) -> bool:
     return fact not in patient and fact not in patient.get("labs", {})
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(patients)
 def test_a_conditional_candidate_waits_only_on_what_the_profile_lacks(patient):
     """Conditional: each fact to confirm is unknown (or the condition was given too broadly), and
@@ -152,7 +174,7 @@ def test_a_conditional_candidate_waits_only_on_what_the_profile_lacks(patient):
 VALUES = {"severity": ["mild", "moderate", "severe"], "age": [11, 16, 40, 70], "weight_kg": [35, 60]}
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(patients, st.data())
 def test_confirming_a_fact_decides_each_candidate_that_waited_on_it(patient, data):
     """Recording a fact a conditional candidate waits on either makes it unconditional or removes
@@ -166,7 +188,7 @@ def test_confirming_a_fact_decides_each_candidate_that_waited_on_it(patient, dat
     assert not any(fact in item.facts for c in after.candidates for item in c.confirm)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(patients)
 def test_every_why_not_names_the_decision(patient):
     """A drug not suggested: JAKCDS-001 alone (no proposal for the condition concerns it), or the
@@ -180,7 +202,7 @@ def test_every_why_not_names_the_decision(patient):
                 assert unmet.needs in reason.message and set(unmet.patient) <= set(RULE[reason.rule].facts)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(patients)
 def test_explain_and_the_cards_agree_with_the_result(patient):
     from jakcds.decision.result import BUILT_IN

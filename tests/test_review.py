@@ -102,6 +102,46 @@ def test_jakcds_test_passes_and_a_broken_case_fails_with_a_diff(tmp_path):
     assert "2 failed" in done.stdout.splitlines()[-1]
 
 
+def test_update_writes_pending_files_that_fail_until_accepted(tmp_path):
+    for name in ("wenzel-chilblain-lupus", "vitiligo-refractory", "bad-unit"):
+        shutil.copytree(CASES / name, tmp_path / "cases" / name)
+    expected = tmp_path / "cases" / "wenzel-chilblain-lupus" / "expected.yaml"
+    doc = yaml.safe_load(expected.read_text())
+    doc["candidates"][0]["cautions"]["SEED-RUX-002"] = "critical"
+    expected.write_text(yaml.safe_dump(doc, sort_keys=False))
+    stale = expected.read_text()
+    done = run("test", str(tmp_path / "cases"), "--update")
+    assert done.returncode == 0 and "pending wenzel-chilblain-lupus\n" in done.stdout, done.stdout
+    assert "1 cases changed" in done.stdout and expected.read_text() == stale  # nothing rewritten in place
+    assert sorted(p.parent.name for p in (tmp_path / "cases").glob("*/expected.yaml.new")) == ["wenzel-chilblain-lupus"]
+    done = run("test", str(tmp_path / "cases"))
+    assert done.returncode == 1
+    assert "PENDING case wenzel-chilblain-lupus\n" in done.stdout
+    assert "-    SEED-RUX-002: critical" in done.stdout and "+    SEED-RUX-002: info" in done.stdout
+    assert done.stdout.splitlines()[-1].endswith("1 failed, 0 todo, 1 pending")
+    refused = run("test", str(tmp_path / "cases"), "--accept", "vitiligo-refractory")
+    assert refused.returncode == 2 and "vitiligo-refractory has no pending" in refused.stderr
+    done = run("test", str(tmp_path / "cases"), "--accept", "wenzel-chilblain-lupus")
+    assert done.returncode == 0 and done.stdout == "accepted wenzel-chilblain-lupus\n"
+    assert yaml.safe_load(expected.read_text())["candidates"][0]["cautions"]["SEED-RUX-002"] == "info"
+    done = run("test", str(tmp_path / "cases"))
+    assert done.returncode == 0 and done.stdout.splitlines()[-1].endswith("0 failed, 0 todo, 0 pending"), done.stdout
+
+
+def test_accept_all_moves_every_pending_file_in(tmp_path):
+    for name in ("vitiligo-refractory", "wenzel-chilblain-lupus"):
+        shutil.copytree(CASES / name, tmp_path / "cases" / name)
+        (tmp_path / "cases" / name / "expected.yaml.new").write_text((tmp_path / "cases" / name / "expected.yaml").read_text())
+    done = run("test", str(tmp_path / "cases"), "--accept", "all")
+    assert done.stdout == "accepted vitiligo-refractory\naccepted wenzel-chilblain-lupus\n"
+    assert list((tmp_path / "cases").glob("*/expected.yaml.new")) == []
+
+
+def test_no_golden_case_is_pending_review():
+    """CI fails while a case's expected.yaml.new awaits review (jakcds test --accept)."""
+    assert sorted(p.parent.name for p in CASES.glob("*/expected.yaml.new")) == []
+
+
 def test_a_todo_case_is_reported_not_failed(tmp_path):
     shutil.copytree(CASES / "vitiligo-refractory", tmp_path / "cases" / "gap")
     expected = tmp_path / "cases" / "gap" / "expected.yaml"

@@ -20,6 +20,7 @@ from test_cli import JAKCDS
 from jakcds.ehr import screen as screening
 from jakcds.ehr.screen import MARKER, OUTPUTS, WORK, ScreenError, screen
 
+pytestmark = pytest.mark.slow  # Dask clusters
 FIXTURE = CASES / "screening"
 AS_OF = datetime.date(2026, 11, 23)
 LOINC = "http://loinc.org"

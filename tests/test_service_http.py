@@ -33,6 +33,7 @@ from cds_keys import ISSUER, RSA_KEY, UNKNOWN_ISSUER, UNKNOWN_KEY, mint, write_i
 from jakcds.ehr.service import prefetch_templates
 from second_opinion import healthchain_errors
 
+pytestmark = pytest.mark.slow  # each test starts jakcds serve
 REPO = Path(__file__).resolve().parents[1]
 HOOKS = REPO / "cases" / "hooks"
 SCHEMAS = Path(__file__).resolve().parent / "schemas" / "cds-hooks-2.0"
@@ -650,11 +651,10 @@ def test_a_large_valid_chart_delays_only_itself(server: Server, http: httpx.Clie
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         large = pool.submit(lambda: http.post(server.base + path, json=body, headers={"Authorization": f"Bearer {mint(server.base + path)}"}, timeout=120))
         time.sleep(0.5)
-        started = time.monotonic()
         assert call("/cds-services").status_code == 200  # discovery, while the large chart is being read
-        quick = time.monotonic() - started
+        # answered before the large chart (an order, not a time: it holds on a loaded machine)
+        assert not large.done(), "discovery waited for the large chart"
         assert large.result().status_code == 200
-    assert quick < 1.0, quick
 
 
 def test_a_used_token_stays_used_after_a_restart(tmp_path: Path, http: httpx.Client) -> None:

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..knowledge.describe import describe_item, value_words
 from ..knowledge.pack import Pack
-from ..knowledge.rules import Evidence, Grade, Group, LabelStatus, Rule, Severity, Test, tests_of
+from ..knowledge.rules import Evidence, Grade, LabelStatus, Rule, Severity, tests_of
 from .compiler import part_probe, relaxable, relaxed_probe
 
 EVIDENCE_ORDER = ("label", "case_series", "case_report", "expert_opinion")
@@ -522,7 +522,9 @@ def assemble(
         notes.append(plan.shared(POLICY, lambda: Note(rule=POLICY, message=(
             f"Site policy, not a label fact: reproductive potential was not given, so a woman aged {low}-{high} "
             "(or of unknown age) is taken to be of reproductive potential. Record reproductive potential to decide it."))))
-    if not pack.diagnoses.closures[patient["condition"]] & covered_conditions:
+    # no proposal is about the condition, a wider class of it, or one of its kinds (eczema: atopic dermatitis)
+    kinds = {c for c in covered_conditions if patient["condition"] in pack.diagnoses.closures[c]}
+    if not pack.diagnoses.closures[patient["condition"]] & covered_conditions and not kinds:
         notes.insert(0, plan.shared((NO_RULES_FOR_CONDITION, condition), lambda: Note(
             rule=NO_RULES_FOR_CONDITION, message=f"No rule in this pack proposes a JAK inhibitor for {condition}: no candidates.")))
 

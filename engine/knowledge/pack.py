@@ -124,7 +124,7 @@ class FhirReading(BaseModel):
 
     @model_validator(mode="after")
     def _facts(self) -> FhirReading:
-        specs = {name: values for name, values in ENUMS.items()} | {name: (True, False) for name in BOOLS}
+        specs = dict(ENUMS) | dict.fromkeys(BOOLS, (True, False))
         for name, mapping in {**self.observations, **self.draft.observations}.items():
             if name not in specs:
                 raise ValueError(f"observations: {name!r} is not a profile fact an Observation can give ({', '.join(specs)})")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Iterator
 from functools import cached_property
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
@@ -68,15 +68,15 @@ class Test(BaseModel):
         given = [name for name in OPERATORS if getattr(self, _attr(name)) is not None]
         if len(given) != 1:
             raise ValueError(f"a test needs exactly one operator of {', '.join(OPERATORS)}; got {given or 'none'}")
-        spec = info.context["catalogue"].get(self.fact)
+        spec = _context(info)["catalogue"].get(self.fact)
         if spec is None:
-            raise ValueError(f"unknown fact {self.fact!r} (known: {', '.join(info.context['catalogue'])})")
+            raise ValueError(f"unknown fact {self.fact!r} (known: {', '.join(_context(info)['catalogue'])})")
         op = given[0]
         if spec.type not in OPERATORS[op]:
             raise ValueError(f"operator {op!r} does not apply to {spec.type} fact {self.fact!r}")
         if spec.type == "codes":
             try:
-                getattr(info.context["pack"], spec.vocabulary).check(self.value)
+                getattr(_context(info)["pack"], spec.vocabulary).check(self.value)
             except UnknownCode as error:
                 raise ValueError(str(error)) from None
         values = self.value if op == "in" else [self.value]
@@ -93,6 +93,13 @@ class Test(BaseModel):
                 raise ValueError(f"{self.fact} {op} {error}") from None
         return self
 
+def _context(info: ValidationInfo) -> dict[str, Any]:
+    """The pack and catalogue a rule is validated against (load_pack always passes them)."""
+    if info.context is None:
+        raise RuntimeError("rules are validated with the pack as context; use load_pack()")
+    return info.context
+
+
 def _attr(op: str) -> str:
     return "in_" if op == "in" else op
 
@@ -101,7 +108,7 @@ def _kind(value: Any) -> str:
     return "test" if isinstance(value, Test) or (isinstance(value, dict) and "fact" in value) else "group"
 
 
-Condition = Annotated[Union[Annotated[Test, Tag("test")], Annotated["Group", Tag("group")]], Discriminator(_kind)]
+Condition = Annotated[Annotated[Test, Tag("test")] | Annotated["Group", Tag("group")], Discriminator(_kind)]
 
 
 class Group(BaseModel):
@@ -143,11 +150,11 @@ class Citation(BaseModel):
 
     @model_validator(mode="after")
     def _source_exists(self, info: ValidationInfo) -> Citation:
-        sources = info.context["pack"].sources
+        sources = _context(info)["pack"].sources
         if self.source not in sources:
             raise ValueError(f"unknown source {self.source!r} (known: {', '.join(sources)})")
         if sources[self.source].kind == "label" and self.grade is None:
-            raise ValueError(f"a citation of label source {self.source!r} needs a grade ({', '.join(Grade.__args__)})")
+            raise ValueError(f"a citation of label source {self.source!r} needs a grade ({', '.join(get_args(Grade))})")
         if sources[self.source].kind != "label" and self.grade is not None:
             raise ValueError(f"grade applies to label sources only, not {self.source!r}")
         return self
@@ -201,7 +208,7 @@ class Rule(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> Rule:
-        drugs = info.context["pack"].drugs
+        drugs = _context(info)["pack"].drugs
         for drug in self.drugs:
             if drug not in drugs:
                 raise ValueError(f"unknown drug {drug!r} (known: {', '.join(drugs)})")

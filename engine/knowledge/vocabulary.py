@@ -11,7 +11,6 @@ from functools import cached_property
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-
 CODE = re.compile(r"[a-z][a-z0-9_]*")
 
 
