@@ -46,6 +46,7 @@ class Node:
         absent: Counter[str] = Counter()
         present: dict[str, list[tuple[str, Any]]] = defaultdict(list)
         for child in self.tests.values():
+            assert child.test is not None  # a child under tests is a test node
             prop, op, value = child.test
             if op == NEX:
                 absent[prop] += 1
@@ -67,7 +68,7 @@ def _at_once(tests: list[tuple[str, Any]]) -> int:
     if len(numeric) + sum(equal.values()) < len(tests) or not all(isinstance(key, float) for key in equal):
         return len(tests) - sum(equal.values()) + max(equal.values(), default=0)
     points = sorted({*(float(v) for _, v in numeric), *equal})
-    tries = [points[0] - 1, *points, *((a + b) / 2 for a, b in zip(points, points[1:])), points[-1] + 1]
+    tries = [points[0] - 1, *points, *((a + b) / 2 for a, b in zip(points, points[1:], strict=False)), points[-1] + 1]
     return max(equal[x] + sum(_COMPARE[op](x, float(v)) for op, v in numeric) for x in tries)
 
 

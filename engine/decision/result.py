@@ -514,8 +514,8 @@ def assemble(
     on_label = any(c["label_status"] == "on_label" for c in candidates)
     for c in candidates:
         c["beside_on_label"] = on_label and c["label_status"] == "off_label"
-    off_label = {c["drug"] for c in candidates if c["label_status"] == "off_label"}
-    notes += [plan.note(r) for r in hit if r.only_with_off_label and off_label & set(r.drugs or off_label)]
+    off_label_drugs = {c["drug"] for c in candidates if c["label_status"] == "off_label"}
+    notes += [plan.note(r) for r in hit if r.only_with_off_label and off_label_drugs & set(r.drugs or off_label_drugs)]
     shown_rules = {c.rule for cand in candidates for c in cand["cautions"]}
     if patient["reproductive_potential"] is None and any("may_conceive" in r.facts for r in hit if r.id in shown_rules):
         low, high = pack.meta.policy.reproductive_age

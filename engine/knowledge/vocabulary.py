@@ -4,7 +4,6 @@ standard codes that map onto them (ICD-10-CM, RxNorm, LOINC) where a source veri
 from __future__ import annotations
 
 import difflib
-import math
 import re
 from fractions import Fraction
 from functools import cached_property
