@@ -69,17 +69,23 @@ def _by_drug(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {item["drug"]: item for item in items}
 
 
+def _fired(result: dict[str, Any]) -> dict[str, bool]:
+    return {t["rule"]: t["fired"] for t in result["trace"]}
+
+
 def _differs(before: dict[str, Any], after: dict[str, Any]) -> set[str]:
     """Rules whose firing differs between the two traces, or that only one pack runs."""
-    fired = lambda result: {t["rule"]: t["fired"] for t in result["trace"]}  # noqa: E731
-    old, new = fired(before), fired(after)
+    old, new = _fired(before), _fired(after)
     return {rule for rule in old.keys() | new.keys() if old.get(rule) != new.get(rule)}
 
 
 def compare(before: dict[str, Any], after: dict[str, Any], drugs_of: dict[str, set[str]]) -> list[tuple[str, str, str, str, str, set[str]]]:
     """(kind, drug, item, before, after, rules) for every difference that matters to a clinician."""
     moved = _differs(before, after)
-    of_drug = lambda drug: {rule for rule in moved if drug in drugs_of.get(rule, set())}  # noqa: E731
+
+    def of_drug(drug: str) -> set[str]:
+        return {rule for rule in moved if drug in drugs_of.get(rule, set())}
+
     changes: list[tuple[str, str, str, str, str, set[str]]] = []
     old, new = _by_drug(before["candidates"]), _by_drug(after["candidates"])
     old_x, new_x = _by_drug(before["excluded"]), _by_drug(after["excluded"])
@@ -94,8 +100,7 @@ def compare(before: dict[str, Any], after: dict[str, Any], drugs_of: dict[str, s
         if a["rank"] != b["rank"]:
             changes.append(("rank_changed", drug, drug, str(a["rank"]), str(b["rank"]), of_drug(drug)))
         if a["conditional"] != b["conditional"]:
-            words = lambda c: "conditional" if c["conditional"] else "unconditional"  # noqa: E731
-            changes.append(("conditional_changed", drug, drug, words(a), words(b), {i["rule"] for i in a["confirm"] + b["confirm"]} | of_drug(drug)))
+            changes.append(("conditional_changed", drug, drug, _conditional(a), _conditional(b), {i["rule"] for i in a["confirm"] + b["confirm"]} | of_drug(drug)))
         changes += _keyed("caution", drug, a["cautions"], b["cautions"], lambda c: c["rule"], lambda c: f"{c['severity']}: {c['message']}")
     # a drug that moves only because others came, went or became (un)conditional: their rules moved it
     movers = set().union(*(c[5] for c in changes if c[0] in ("candidate_added", "candidate_removed", "conditional_changed")))
@@ -106,6 +111,10 @@ def compare(before: dict[str, Any], after: dict[str, Any], drugs_of: dict[str, s
                       lambda p: f"{p['severity']} for {', '.join(p['drugs'])}")
     changes += _keyed("note", "", before["notes"], after["notes"], lambda n: n["rule"], lambda n: n["message"])
     return changes
+
+
+def _conditional(candidate: dict[str, Any]) -> str:
+    return "conditional" if candidate["conditional"] else "unconditional"
 
 
 def _rank(candidate: dict[str, Any] | None) -> str:
@@ -120,18 +129,22 @@ def _reason_words(reason: dict[str, Any]) -> str:
 def _keyed(what: str, drug: str, before: list[dict[str, Any]], after: list[dict[str, Any]], key: Any, words: Any) -> list[tuple[str, str, str, str, str, set[str]]]:
     """Items of one list (cautions, reasons, prompts, notes) added, removed or changed, by key."""
     old, new = {key(i): i for i in before}, {key(i): i for i in after}
-    rules = lambda item: {item["rule"]} if "rule" in item else {r["rule"] for r in item.get("rules", [])}  # noqa: E731
     changes = []
     for name in sorted(old.keys() | new.keys()):
         a, b = old.get(name), new.get(name)
         if a is None:
-            changes.append((f"{what}_added", drug, name, "", words(b), rules(b)))
+            changes.append((f"{what}_added", drug, name, "", words(b), _rules(b)))
         elif b is None:
-            changes.append((f"{what}_removed", drug, name, words(a), "", rules(a)))
+            changes.append((f"{what}_removed", drug, name, words(a), "", _rules(a)))
         elif words(a) != words(b):
             kind = f"{what}_severity_changed" if a.get("severity") != b.get("severity") else f"{what}_changed"
-            changes.append((kind, drug, name, words(a), words(b), rules(a) | rules(b)))
+            changes.append((kind, drug, name, words(a), words(b), _rules(a) | _rules(b)))
     return changes
+
+
+def _rules(item: dict[str, Any]) -> set[str]:
+    """The rule an item is (a caution, reason or note), or the rules that ask it (a prompt)."""
+    return {item["rule"]} if "rule" in item else {r["rule"] for r in item.get("rules", [])}
 
 
 # ---- running a source through both packs ----
@@ -173,12 +186,15 @@ def patient_changes(packs: Packs, name: str, data: dict[str, Any], drugs_of: dic
         if a == b:
             continue
         if a is None or b is None or "error" in a or "error" in b:
-            words = lambda r: "" if r is None else r.get("error", "evaluated")  # noqa: E731
-            changes.append(Change(name, condition, "evaluation_changed", "", condition, words(a), words(b), ""))
+            changes.append(Change(name, condition, "evaluation_changed", "", condition, _outcome(a), _outcome(b), ""))
             continue
         changes += [Change(name, condition, kind, drug, item, old, new, " ".join(sorted(rules)))
                     for kind, drug, item, old, new, rules in compare(a, b, drugs_of)]
     return changes
+
+
+def _outcome(result: dict[str, Any] | None) -> str:
+    return "" if result is None else result.get("error", "evaluated")
 
 
 def source_items(source: Path) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
