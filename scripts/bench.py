@@ -302,6 +302,8 @@ def mutate(rng: random.Random, document: object) -> object:
         if len(path) < 50:
             items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else []
             stack.extend((child, path + [key]) for key, child in items)
+    if len(paths) < 2:  # an empty document (or a junk scalar): nothing inside to change
+        return document
     path = rng.choice(paths[1:])
     parent = document
     for key in path[:-1]:
