@@ -33,6 +33,8 @@ class Entry(BaseModel):
     icd10: list[str] = []
     snomed: list[str] = []  # SNOMED CT concepts (FHIR input only)
     rxcui: list[str] = []  # RxNorm product-level RxCUIs (FHIR input only)
+    interaction: bool = False  # an FDA drug-interaction class (CYP3A4, CYP2C19, CYP2C9, OAT3)
+    cites: str = ""  # the us-labels.md row and grade that put a medicine in its interaction classes
 
 
 ICD10_SHAPE = re.compile(r"[A-Z]\d[0-9A-Z](\.[0-9A-Z]{1,4})?")
@@ -68,6 +70,8 @@ class Vocabulary(BaseModel):
             for parent in entry.is_a:
                 if parent not in entries:
                     raise ValueError(f"{code}: is_a names unknown code {parent!r}")
+                if entries[parent].interaction and not entry.interaction and not entry.cites:
+                    raise ValueError(f"{code}: in interaction class {parent!r} without cites (the us-labels.md row)")
         return entries
 
     @cached_property
