@@ -31,7 +31,11 @@ def error_of(evaluator, patient) -> str:
         ({"weight": 70}, "weight: Extra inputs are not permitted (got 70)"),
         ({"condition": "dermatomyosistis"}, "condition: unknown diagnosis code 'dermatomyosistis'; did you mean 'dermatomyositis'?"),
         ({"failed_therapies": ["methotrexat"]}, "failed_therapies: unknown treatment code 'methotrexat'; did you mean 'methotrexate'?"),
-        ({"comorbidities": ["xyzzy"]}, "comorbidities: unknown diagnosis code 'xyzzy'"),
+        ({"comorbidities": ["12345"]}, "comorbidities: unknown diagnosis code '12345'"),
+        ({"medications": ["clarithromycn"]}, "medications: unknown treatment code 'clarithromycn'; did you mean 'clarithromycin'?"),
+        ({"medications": ["rifampicn"]}, "medications: unknown treatment code 'rifampicn'; did you mean 'rifampin'?"),
+        ({"condition": "xyzzy"}, "condition: diagnosis 'xyzzy' is not in this pack"),
+        ({"comorbidities": ["L20.99"]}, "comorbidities: L20.99 is not an ICD-10-CM code"),
         ({"labs": {"platelets": -1}}, "labs: platelets: value must not be negative, got -1"),
         ({"labs": {"platelets": "120"}}, "labs: platelets: value must be a finite number, got '120'"),
         ({"labs": {"platelets": float("nan")}}, "labs: platelets: value must be a finite number, got nan"),
@@ -79,3 +83,41 @@ def test_unknown_is_not_false(evaluator):
     needed = [r for r in platelets.rules if r.rule == "SEED-RUX-003"]
     assert "ruxolitinib" in platelets.drugs and needed[0].message.startswith("Platelet count needed")
     assert result.patient["labs"] == {} and result.patient["severity"] is None
+
+
+def test_unknown_entries_are_taken_and_listed_not_refused(evaluator):
+    """Issue 22.4: a real entry the pack does not know is listed in not_assessed, never dropped."""
+    result = evaluate(evaluator, medications=["metformin", "clarithromycin", "Metformin "], comorbidities=["xyzzy", "Z99.89"])
+    assert result.patient["medications"] == ["clarithromycin"]
+    assert result.patient["not_assessed"] == {"comorbidities": ["Z99.89", "xyzzy"], "medications": ["Metformin", "metformin"]}
+    shown = [(n.field, n.entry, n.why) for n in result.not_assessed]
+    assert ("medications", "metformin", "this pack does not know its interactions — check them") in shown
+    assert [n.entry for n in result.not_assessed if n.field == "comorbidities"] == ["Z99.89", "xyzzy"]
+
+
+def test_not_assessed_does_not_depend_on_order_and_survives_a_reparse(evaluator):
+    one = evaluate(evaluator, medications=["metformin", "lisinopril"])
+    two = evaluate(evaluator, medications=["lisinopril", "metformin"])
+    assert one.model_dump(exclude={"trace"}) == two.model_dump(exclude={"trace"})
+    assert evaluator.parse(evaluator.parse({**WENZEL, "medications": ["metformin"]})).not_assessed == {"medications": ["metformin"]}
+
+
+def test_a_known_entry_is_never_set_aside(evaluator):
+    assert evaluate(evaluator, medications=["Clarithromycin"]).not_assessed == []
+
+
+def test_every_icd10_code_of_the_vocabulary_is_in_the_cms_list(evaluator):
+    import simple_icd_10_cm as cm
+
+    codes = [code for entry in evaluator.pack.diagnoses.entries.values() for code in entry.icd10]
+    assert [code for code in codes if not cm.is_valid_item(code)] == []
+
+
+@pytest.mark.parametrize(
+    "typed, code",
+    [("HIV", "hiv_infection"), ("B20", "hiv_infection"), ("C43.9", "melanoma"), ("C44.91", "non_melanoma_skin_cancer"),
+     ("Z85.828", "treated_non_melanoma_skin_cancer"), ("I63.9", "stroke"), ("I21.4", "myocardial_infarction"),
+     ("Z86.718", "history_of_thrombosis"), ("coronary artery disease", "coronary_artery_disease")],
+)
+def test_common_comorbidities_map_to_facts_the_rules_use(evaluator, typed, code):
+    assert evaluate(evaluator, comorbidities=[typed]).patient["comorbidities"] == [code]

@@ -12,12 +12,16 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ..knowledge.catalogue import ENUMS
-from ..knowledge.vocabulary import UnknownCode, Vocabulary, canonical_number
+from ..knowledge.vocabulary import NotInPack, UnknownCode, Vocabulary, canonical_number
 
 if TYPE_CHECKING:
     from ..knowledge.pack import Pack
 
 Number = int | float
+
+# the lists a clinician types entries into, with the vocabulary each is read against
+TYPED_LISTS = {"comorbidities": "diagnoses", "failed_therapies": "treatments",
+               "contraindicated_therapies": "treatments", "medications": "treatments"}
 
 
 def _pack(info: ValidationInfo) -> Pack:
@@ -32,6 +36,16 @@ def _codes(values: list[str], vocabulary: Vocabulary) -> list[str]:
         return sorted({vocabulary.normalise(value) for value in values})
     except UnknownCode as error:
         raise ValueError(str(error)) from None
+
+
+def _not_in_pack(value: str, vocabulary: Vocabulary) -> bool:
+    try:
+        vocabulary.normalise(value)
+    except NotInPack:
+        return True
+    except UnknownCode:
+        return False
+    return False
 
 
 class Patient(BaseModel):
@@ -82,6 +96,26 @@ class Patient(BaseModel):
         None, description="immunizations updated per current guidelines (incl. herpes zoster) before starting"
     )
     planned_live_vaccine: bool | None = Field(None, description="a live vaccine is planned before or during treatment")
+    not_assessed: dict[Literal[tuple(TYPED_LISTS)], list[str]] = Field(
+        {}, description="set on reading: entries of those lists this pack does not know (taken and listed, not judged)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _set_aside(cls, data: Any, info: ValidationInfo) -> Any:
+        """Entries the pack does not know, but that are no near miss of a known term, leave their
+        list for not_assessed (sorted, de-duplicated); near misses stay errors, in the field validators."""
+        if not isinstance(data, dict):
+            return data
+        data, aside = dict(data), {field: set(values) for field, values in (data.get("not_assessed") or {}).items()}
+        for field, vocabulary in TYPED_LISTS.items():
+            values = data.get(field)
+            if isinstance(values, list):
+                unknown = [v for v in values if isinstance(v, str) and _not_in_pack(v, getattr(_pack(info), vocabulary))]
+                data[field] = [v for v in values if v not in unknown]
+                aside.setdefault(field, set()).update(v.strip() for v in unknown)
+        data["not_assessed"] = {field: sorted(values) for field, values in sorted(aside.items()) if values}
+        return data
 
     @model_validator(mode="after")
     def _coherent(self) -> Patient:

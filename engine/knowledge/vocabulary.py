@@ -19,6 +19,15 @@ class UnknownCode(ValueError):
     """A code that no vocabulary entry, synonym or ICD-10-CM code matches."""
 
 
+class NotInPack(UnknownCode):
+    """A well-formed term no near miss of a known one, or a valid ICD-10-CM code under no listed
+    condition: a clinician's real entry the pack cannot judge, so it is taken and listed, not refused."""
+
+
+# what a typed term may look like (letters first; then letters, digits, spaces and - / ( ) . , ' +)
+TERM = re.compile(r"[^\W\d_][\w\s\-/().,'+]{0,79}")
+
+
 def _key(text: str) -> str:
     """Lookup key: case, spaces, hyphens and typographic apostrophes do not matter."""
     text = text.strip().lower().replace("’", "'")
@@ -112,11 +121,14 @@ class Vocabulary(BaseModel):
         if code is None and self.standard_codes["icd10"] and ICD10_SHAPE.fullmatch(text.strip().upper()):
             code = icd10_code(text, self.standard_codes["icd10"])
             if code is None:
-                raise UnknownCode(f"ICD-10-CM {text.strip().upper()} is under no condition this pack lists")
+                raise NotInPack(f"ICD-10-CM {text.strip().upper()} is under no condition this pack lists")
         if code is None:
-            hint = difflib.get_close_matches(_key(text), list(self.entries), n=1, cutoff=0.75)
-            suffix = f"; did you mean {hint[0]!r}?" if hint else ""
-            raise UnknownCode(f"unknown {self.kind} code {text!r}{suffix}")
+            hint = difflib.get_close_matches(_key(text), list(self._lookup), n=1, cutoff=0.75)
+            if hint:
+                raise UnknownCode(f"unknown {self.kind} code {text!r}; did you mean {self._lookup[hint[0]]!r}?")
+            if TERM.fullmatch(text.strip()):
+                raise NotInPack(f"{self.kind} {text.strip()!r} is not in this pack")
+            raise UnknownCode(f"unknown {self.kind} code {text!r}")
         return code
 
     def check(self, code: str) -> str:
