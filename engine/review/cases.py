@@ -57,6 +57,7 @@ def project(result: Result) -> dict[str, Any]:
         "excluded": {x.drug: [r.rule for r in x.reasons] for x in result.excluded},
         "notes": [n.rule for n in result.notes],
         "unmapped": [f"{u.resource} {u.code}: {u.why}" for u in result.unmapped],
+        "not_assessed": [f"{n.field}: {n.entry}" for n in result.not_assessed],
     }
 
 
@@ -98,6 +99,7 @@ def run_case(directory: Path, evaluator: Evaluator) -> Outcome:
         # a FHIR twin may lack what its JSON twin says (smoking is not read from FHIR): its own list, if it has one
         "before_starting": expected.get("before_starting", source.get("before_starting", {})),
         "unmapped": expected.get("unmapped", []),
+        "not_assessed": expected.get("not_assessed", []),
     }
     actual = project(result)
     if actual == wanted:
@@ -118,6 +120,8 @@ def update_case(directory: Path, evaluator: Evaluator) -> bool:
     own = ["unmapped"] if "twin" in expected else ["candidates", "before_starting", "excluded", "notes"]
     if "twin" in expected and "before_starting" in expected:
         own.append("before_starting")
+    if actual["not_assessed"] or "not_assessed" in expected:
+        own.append("not_assessed")
     updated = {**expected, **{key: actual[key] for key in own}}
     if updated == expected:
         return False
