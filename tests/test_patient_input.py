@@ -121,3 +121,23 @@ def test_every_icd10_code_of_the_vocabulary_is_in_the_cms_list(evaluator):
 )
 def test_common_comorbidities_map_to_facts_the_rules_use(evaluator, typed, code):
     assert evaluate(evaluator, comorbidities=[typed]).patient["comorbidities"] == [code]
+
+
+@pytest.mark.parametrize(
+    "labs, expected",
+    [
+        ({"hemoglobin": 75}, "labs: hemoglobin 75: not a plausible g/dL value (physiological bounds 1-26 g/dL); give it as {value: 75, unit: g/L}"),
+        ({"platelets": 150000}, "labs: platelets 150000: not a plausible 10^9/L value (physiological bounds 0-5000 10^9/L); give it as {value: 150000, unit: /uL}"),
+        ({"lymphocytes": 1.2}, "give it as {value: 1.2, unit: 10^9/L}"),
+        ({"hemoglobin": {"value": 75, "unit": "g/dL"}}, "labs: hemoglobin 75: not a plausible g/dL value"),
+        ({"egfr": 300}, "labs: egfr 300: not a plausible mL/min/1.73m2 value (physiological bounds 0-250 mL/min/1.73m2)"),
+    ],
+)
+def test_implausible_lab_values_are_errors_naming_the_likely_unit(evaluator, labs, expected):
+    """Issue 22.5: a number outside a lab's physiological bounds is never read as if plausible."""
+    assert expected in error_of(evaluator, {**WENZEL, "labs": labs})
+
+
+def test_plausible_lab_values_in_any_unit_are_taken(evaluator):
+    labs = {"hemoglobin": {"value": 75, "unit": "g/L"}, "lymphocytes": {"value": 1.2, "unit": "10^9/L"}, "platelets": 26, "egfr": 0}
+    assert evaluate(evaluator, labs=labs).patient["labs"] == {"egfr": 0, "hemoglobin": 7.5, "lymphocytes": 1200, "platelets": 26}

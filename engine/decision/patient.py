@@ -166,9 +166,10 @@ class Patient(BaseModel):
             if not isinstance(unit, str):
                 raise ValueError(f"{name}: unit must be text, got {unit!r}")
             try:
-                normalised[name] = lab.convert(value, unit)
+                normalised[name] = lab.plausible_value(name, value, unit if isinstance(raw, dict) else None)
             except UnknownCode as error:
-                raise ValueError(f"{name}: {error}") from None
+                message = str(error)
+                raise ValueError(message if message.startswith(f"{name} ") else f"{name}: {message}") from None
         return normalised
 
 

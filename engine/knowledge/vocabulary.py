@@ -145,6 +145,8 @@ class Lab(BaseModel):
     unit: str
     units: dict[str, Fraction] = Field(min_length=1)
     loinc: list[str] = []  # LOINC codes of this test (FHIR input only)
+    plausible: tuple[float, float]  # physiological bounds in `unit` (not clinical thresholds)
+    counted: bool = False  # cells counted per `unit`: a whole number (1.2 /uL is 1.2 ×10^9/L mistyped)
 
     @field_validator("units", mode="before")
     @classmethod
@@ -157,6 +159,23 @@ class Lab(BaseModel):
         if factor is None:
             raise UnknownCode(f"unknown unit {unit!r} (accepted: {', '.join(self.units)})")
         return canonical_number(Fraction(value) * factor)
+
+    def plausible_value(self, name: str, value: float, unit: str | None) -> float | int:
+        """value (in `unit`, or a bare number in this lab's unit) in the canonical unit; an
+        implausible one is an error naming the unit it would be plausible in, if one."""
+        number = self.convert(value, unit or self.unit)
+        if self._plausible(Fraction(number)):
+            return number
+        given = unit or self.unit
+        fits = [u for u, factor in self.units.items() if self._plausible(Fraction(str(value)) * factor)]
+        hint = f"; give it as {{value: {value}, unit: {fits[0]}}}" if fits else ""
+        low, high = self.plausible
+        whole = ", a whole count" if self.counted else ""
+        raise UnknownCode(f"{name} {value}: not a plausible {given} value (physiological bounds {low:.10g}-{high:.10g} {self.unit}{whole}){hint}")
+
+    def _plausible(self, number: Fraction) -> bool:
+        low, high = self.plausible
+        return low <= number <= high and (not self.counted or number.denominator == 1)
 
 
 # durable-rules parses its facts' JSON numbers itself and refuses exponent forms (1e-05 is error
