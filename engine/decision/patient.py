@@ -105,9 +105,10 @@ class Patient(BaseModel):
     def _set_aside(cls, data: Any, info: ValidationInfo) -> Any:
         """Entries the pack does not know, but that are no near miss of a known term, leave their
         list for not_assessed (sorted, de-duplicated); near misses stay errors, in the field validators."""
-        if not isinstance(data, dict):
-            return data
-        data, aside = dict(data), {field: set(values) for field, values in (data.get("not_assessed") or {}).items()}
+        given = data.get("not_assessed", {}) if isinstance(data, dict) else None
+        if not isinstance(given, dict) or not all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in given.values()):
+            return data  # the field validation names what is wrong
+        data, aside = dict(data), {field: set(values) for field, values in given.items()}
         for field, vocabulary in TYPED_LISTS.items():
             values = data.get(field)
             if isinstance(values, list):
