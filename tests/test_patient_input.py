@@ -115,12 +115,18 @@ def test_every_icd10_code_of_the_vocabulary_is_in_the_cms_list(evaluator):
 
 @pytest.mark.parametrize(
     "typed, code",
-    [("HIV", "hiv_infection"), ("B20", "hiv_infection"), ("C43.9", "melanoma"), ("C44.91", "non_melanoma_skin_cancer"),
-     ("Z85.828", "treated_non_melanoma_skin_cancer"), ("I63.9", "stroke"), ("I21.4", "myocardial_infarction"),
-     ("Z86.718", "history_of_thrombosis"), ("coronary artery disease", "coronary_artery_disease")],
+    [("HIV", "hiv_infection"), ("malignant melanoma", "melanoma"), ("basal cell carcinoma", "non_melanoma_skin_cancer"),
+     ("treated NMSC", "treated_non_melanoma_skin_cancer"), ("TIA", "stroke"), ("heart attack", "myocardial_infarction"),
+     ("history of VTE", "history_of_thrombosis"), ("coronary artery disease", "coronary_artery_disease")],
 )
 def test_common_comorbidities_map_to_facts_the_rules_use(evaluator, typed, code):
     assert evaluate(evaluator, comorbidities=[typed]).patient["comorbidities"] == [code]
+
+
+def test_a_coded_comorbidity_without_a_verified_mapping_is_listed_not_dropped(evaluator):
+    """ICD-10-CM codes map only where the sheet verifies them: C43.9 is taken and listed."""
+    result = evaluate(evaluator, comorbidities=["C43.9"])
+    assert result.patient["comorbidities"] == [] and result.patient["not_assessed"] == {"comorbidities": ["C43.9"]}
 
 
 @pytest.mark.parametrize(
