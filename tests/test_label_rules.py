@@ -13,6 +13,7 @@ import jakcds
 from conftest import SEEDS
 from jakcds import InputError, PackError, load_pack
 from jakcds.review.lint import normalise_quote, quote_found
+from jakcds.decision.facts import build_fact
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "rules"
@@ -332,3 +333,20 @@ def test_on_label_proposals_survive_the_off_label_recalcitrance_exclude():
     result = jakcds.evaluate({"condition": "alopecia_areata", "age": 30, "severity": "severe"}, rules=RULES)
     assert {c.drug for c in result.candidates} == {"baricitinib", "ritlecitinib", "deuruxolitinib"}
     assert "SEED-GEN-001" in _excluded_by(result, "tofacitinib")
+
+
+
+@pytest.mark.parametrize("rule", ["LABEL-TOF-010", "LABEL-RIT-007", "LABEL-ABR-019"])
+def test_a_disputed_class_member_fires_the_stronger_class_and_says_the_sources_differ(evaluator, rule):
+    """Issue 22.1: phenobarbital is a strong CYP3A inducer in one FDA-based source, moderate in the other."""
+    message = next(r.message for r in evaluator.pack.rules if r.id == rule)
+    assert "sources differ" in " ".join(message.split())
+    fact = build_fact(evaluator.parse({"condition": "atopic_dermatitis", "medications": ["phenobarbital"]}), evaluator.pack)
+    assert fact["medications"].get("strong_cyp3a4_inducer") is True
+
+
+def test_every_interacting_medicine_cites_its_sheet_row(evaluator):
+    entries = evaluator.pack.treatments.entries
+    members = [code for code, e in entries.items() if not e.interaction and any(entries[p].interaction for p in e.is_a)]
+    assert len(members) > 50
+    assert all(entries[c].cites.startswith("us-labels.md §1") and "VERIFIED-" in entries[c].cites for c in members)
