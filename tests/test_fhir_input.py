@@ -297,7 +297,8 @@ def test_smoking_and_pregnancy_come_from_their_us_core_observations():
 
 def test_a_snomed_condition_maps_when_verified_p_and_only_with_drafts_when_verified_s():
     assert run(PATIENT, snomed_condition("ad", "24079001")).condition_name == "Atopic dermatitis"
-    eczema = run(PATIENT, snomed_condition("e", "43116000"))  # the parent: the AD options wait on the type
+    tcs = medicine("tcs", "topical corticosteroids", "stopped", "failed")  # ruxolitinib cream follows topical Rx
+    eczema = run(PATIENT, snomed_condition("e", "43116000"), tcs)  # the parent: the AD options wait on the type
     assert eczema.patient["condition"] == "eczema" and all(c.conditional for c in eczema.candidates) and eczema.candidates
     aa = bundle(PATIENT, snomed_condition("aa", "68225006"))
     with pytest.raises(jakcds.InputError, match="found none"):

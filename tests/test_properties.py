@@ -309,3 +309,30 @@ def test_a_candidate_never_reads_two_starting_doses(patient):
         doses = {r.dose for r in rules if r.dose}
         assert len(doses) <= 1, (candidate.drug, doses)
         assert not (doses and any(r.changes_dose for r in rules)), (candidate.drug, patient)
+
+
+INTERACTING = sorted(
+    code for code, closure in PACK.treatments.closures.items()
+    if any(PACK.treatments.entries[c].interaction for c in closure - {code}) and "jak_inhibitor" not in closure
+)
+RANK = {"info": 0, "warning": 1, "critical": 2}
+
+
+def _worst(result) -> dict[str, int]:
+    return {c.drug: max((RANK[x.severity] for x in c.cautions), default=-1) for c in result.candidates}
+
+
+@settings(max_examples=150, deadline=None)
+@given(patients, st.sampled_from(INTERACTING))
+def test_adding_a_medicine_of_an_interaction_class_never_removes_a_caution(patient, medicine):
+    """Issue 22: a caution rule that fired still fires, and no candidate's worst caution softens."""
+    before = EVALUATOR.evaluate(patient)
+    after = EVALUATOR.evaluate({**patient, "medications": [*patient.get("medications", []), medicine]})
+    fired = lambda result: {t.rule for t in result.trace if t.kind == "caution"}  # noqa: E731
+    assert fired(before) <= fired(after)
+    worst_after = _worst(after)
+    assert all(worst_after.get(drug, 3) >= worst for drug, worst in _worst(before).items())
+
+
+def test_the_interacting_medicines_include_those_the_labels_name():
+    assert {"clarithromycin", "itraconazole", "carbamazepine", "probenecid", "fluconazole", "rifampin"} <= set(INTERACTING)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ..knowledge.catalogue import ENUMS
-from ..knowledge.vocabulary import UnknownCode, Vocabulary, canonical_number
+from ..knowledge.vocabulary import NotInPack, UnknownCode, Vocabulary, canonical_number
 
 if TYPE_CHECKING:
     from ..knowledge.pack import Pack
@@ -31,6 +31,10 @@ def brief(value: Any) -> str:
     except (ValueError, RecursionError):  # e.g. an int past Python's digit limit
         return f"<{type(value).__name__}>"
 
+# the lists a clinician types entries into, with the vocabulary each is read against
+TYPED_LISTS = {"comorbidities": "diagnoses", "failed_therapies": "treatments",
+               "contraindicated_therapies": "treatments", "medications": "treatments"}
+
 
 def _pack(info: ValidationInfo) -> Pack:
     if not info.context or "pack" not in info.context:
@@ -44,6 +48,16 @@ def _codes(values: list[str], vocabulary: Vocabulary) -> list[str]:
         return sorted({vocabulary.normalise(value) for value in values})
     except UnknownCode as error:
         raise ValueError(str(error)) from None
+
+
+def _not_in_pack(value: str, vocabulary: Vocabulary) -> bool:
+    try:
+        vocabulary.normalise(value)
+    except NotInPack:
+        return True
+    except UnknownCode:
+        return False
+    return False
 
 
 class Patient(BaseModel):
@@ -94,6 +108,27 @@ class Patient(BaseModel):
         None, description="immunizations updated per current guidelines (incl. herpes zoster) before starting"
     )
     planned_live_vaccine: bool | None = Field(None, description="a live vaccine is planned before or during treatment")
+    not_assessed: dict[Literal[tuple(TYPED_LISTS)], list[str]] = Field(
+        {}, description="set on reading: entries of those lists this pack does not know (taken and listed, not judged)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _set_aside(cls, data: Any, info: ValidationInfo) -> Any:
+        """Entries the pack does not know, but that are no near miss of a known term, leave their
+        list for not_assessed (sorted, de-duplicated); near misses stay errors, in the field validators."""
+        given = data.get("not_assessed", {}) if isinstance(data, dict) else None
+        if not isinstance(given, dict) or not all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in given.values()):
+            return data  # the field validation names what is wrong
+        data, aside = dict(data), {field: set(values) for field, values in given.items()}
+        for field, vocabulary in TYPED_LISTS.items():
+            values = data.get(field)
+            if isinstance(values, list):
+                unknown = [v for v in values if isinstance(v, str) and _not_in_pack(v, getattr(_pack(info), vocabulary))]
+                data[field] = [v for v in values if v not in unknown]
+                aside.setdefault(field, set()).update(v.strip() for v in unknown)
+        data["not_assessed"] = {field: sorted(values) for field, values in sorted(aside.items()) if values}
+        return data
 
     @model_validator(mode="after")
     def _coherent(self) -> Patient:
@@ -144,9 +179,10 @@ class Patient(BaseModel):
             if not isinstance(unit, str):
                 raise ValueError(f"{name}: unit must be text, got {brief(unit)}")
             try:
-                normalised[name] = lab.convert(value, unit)
+                normalised[name] = lab.plausible_value(name, value, unit if isinstance(raw, dict) else None)
             except UnknownCode as error:
-                raise ValueError(f"{name}: {error}") from None
+                message = str(error)
+                raise ValueError(message if message.startswith(f"{name} ") else f"{name}: {message}") from None
         return normalised
 
 

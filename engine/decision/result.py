@@ -164,6 +164,27 @@ class Unmapped(BaseModel):
     why: str
 
 
+class NotAssessed(BaseModel):
+    field: str  # the input list it was typed in
+    entry: str  # as typed
+    why: str
+
+
+# what the pack cannot judge about an entry it does not know, by the list it was typed in
+NOT_ASSESSED_WHY = {
+    "medications": "this pack does not know its interactions — check them",
+    "comorbidities": "this pack does not know this condition — check what the labels say of it",
+    "failed_therapies": "not a therapy this pack knows — not counted for refractory disease",
+    "contraindicated_therapies": "not a therapy this pack knows — not counted for refractory disease",
+}
+
+
+def not_assessed(patient: dict[str, Any]) -> list[dict[str, str]]:
+    """The entries the pack took but cannot judge, each with what that means."""
+    return [{"field": field, "entry": entry, "why": NOT_ASSESSED_WHY[field]}
+            for field, entries in patient["not_assessed"].items() for entry in entries]
+
+
 class Result(BaseModel):
     """Read-only: its cautions, reasons, notes, citations and sources are shared by every result
     of one Evaluator (copy it with `model_copy(deep=True)` to edit one)."""
@@ -177,6 +198,7 @@ class Result(BaseModel):
     notes: list[Note]
     trace: list[TraceEntry]
     sources: dict[str, SourceInfo]
+    not_assessed: list[NotAssessed] = Field(default_factory=list)  # entries taken but not known to this pack
     # FHIR input only: what was not used and why, and the date ages were computed on
     unmapped: list[Unmapped] = Field(default_factory=list)
     read_by_draft: list[Unmapped] = Field(default_factory=list)  # what a draft (VERIFIED-S) code mapping read: drafts included only
@@ -534,4 +556,4 @@ def assemble(
             "before_starting": before_starting, "excluded": excluded, "notes": notes, "trace": trace,
             "sources": _sources(candidates, [*notes, *(c for cand in candidates for c in cand["cautions"]),
                                             *(r for p in before_starting for r in p["rules"]), *(r for x in excluded for r in x["reasons"])], plan),
-            "unmapped": [], "read_by_draft": [], "as_of": None}
+            "not_assessed": not_assessed(patient), "unmapped": [], "read_by_draft": [], "as_of": None}

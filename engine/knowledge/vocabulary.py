@@ -17,6 +17,15 @@ class UnknownCode(ValueError):
     """A code that no vocabulary entry, synonym or ICD-10-CM code matches."""
 
 
+class NotInPack(UnknownCode):
+    """A well-formed term no near miss of a known one, or a valid ICD-10-CM code under no listed
+    condition: a clinician's real entry the pack cannot judge, so it is taken and listed, not refused."""
+
+
+# what a typed term may look like (letters first; then letters, digits, spaces and - / ( ) . , ' +)
+TERM = re.compile(r"[^\W\d_][\w\s\-/().,'+]{0,79}")
+
+
 def _key(text: str) -> str:
     """Lookup key: case, spaces, hyphens and typographic apostrophes do not matter."""
     text = text.strip().lower().replace("’", "'")
@@ -31,8 +40,8 @@ class Entry(BaseModel):
     icd10: list[str] = []
     snomed: list[str] = []  # SNOMED CT concepts (FHIR input only)
     rxcui: list[str] = []  # RxNorm product-level RxCUIs (FHIR input only)
-    # where the entry's interaction classes come from (us-labels.md §17.1 / §18.1, with its grade)
-    source: str = ""
+    interaction: bool = False  # an FDA drug-interaction class (CYP3A4, CYP2C19, CYP2C9, OAT3)
+    cites: str = ""  # the us-labels.md row and grade that put a medicine in its interaction classes
 
 
 ICD10_SHAPE = re.compile(r"[A-Z]\d[0-9A-Z](\.[0-9A-Z]{1,4})?")
@@ -68,6 +77,8 @@ class Vocabulary(BaseModel):
             for parent in entry.is_a:
                 if parent not in entries:
                     raise ValueError(f"{code}: is_a names unknown code {parent!r}")
+                if entries[parent].interaction and not entry.interaction and not entry.cites:
+                    raise ValueError(f"{code}: in interaction class {parent!r} without cites (the us-labels.md row)")
         return entries
 
     @cached_property
@@ -108,11 +119,14 @@ class Vocabulary(BaseModel):
         if code is None and self.standard_codes["icd10"] and ICD10_SHAPE.fullmatch(text.strip().upper()):
             code = icd10_code(text, self.standard_codes["icd10"])
             if code is None:
-                raise UnknownCode(f"ICD-10-CM {text.strip().upper()} is under no condition this pack lists")
+                raise NotInPack(f"ICD-10-CM {text.strip().upper()} is under no condition this pack lists")
         if code is None:
-            hint = difflib.get_close_matches(_key(text), list(self.entries), n=1, cutoff=0.75)
-            suffix = f"; did you mean {hint[0]!r}?" if hint else ""
-            raise UnknownCode(f"unknown {self.kind} code {text!r}{suffix}")
+            hint = difflib.get_close_matches(_key(text), list(self._lookup), n=1, cutoff=0.75)
+            if hint:
+                raise UnknownCode(f"unknown {self.kind} code {text!r}; did you mean {self._lookup[hint[0]]!r}?")
+            if TERM.fullmatch(text.strip()):
+                raise NotInPack(f"{self.kind} {text.strip()!r} is not in this pack")
+            raise UnknownCode(f"unknown {self.kind} code {text!r}")
         return code
 
     def check(self, code: str) -> str:
@@ -129,6 +143,8 @@ class Lab(BaseModel):
     unit: str
     units: dict[str, Fraction] = Field(min_length=1)
     loinc: list[str] = []  # LOINC codes of this test (FHIR input only)
+    plausible: tuple[float, float]  # physiological bounds in `unit` (not clinical thresholds)
+    counted: bool = False  # cells counted per `unit`: a whole number (1.2 /uL is 1.2 ×10^9/L mistyped)
 
     @field_validator("units", mode="before")
     @classmethod
@@ -141,6 +157,23 @@ class Lab(BaseModel):
         if factor is None:
             raise UnknownCode(f"unknown unit {unit!r} (accepted: {', '.join(self.units)})")
         return canonical_number(Fraction(value) * factor)
+
+    def plausible_value(self, name: str, value: float, unit: str | None) -> float | int:
+        """value (in `unit`, or a bare number in this lab's unit) in the canonical unit; an
+        implausible one is an error naming the unit it would be plausible in, if one."""
+        number = self.convert(value, unit or self.unit)
+        if self._plausible(Fraction(number)):
+            return number
+        given = unit or self.unit
+        fits = [u for u, factor in self.units.items() if self._plausible(Fraction(str(value)) * factor)]
+        hint = f"; give it as {{value: {value}, unit: {fits[0]}}}" if fits else ""
+        low, high = self.plausible
+        whole = ", a whole count" if self.counted else ""
+        raise UnknownCode(f"{name} {value}: not a plausible {given} value (physiological bounds {low:.10g}-{high:.10g} {self.unit}{whole}){hint}")
+
+    def _plausible(self, number: Fraction) -> bool:
+        low, high = self.plausible
+        return low <= number <= high and (not self.counted or number.denominator == 1)
 
 
 # durable-rules parses its facts' JSON numbers itself and refuses exponent forms (1e-05 is error

@@ -69,6 +69,7 @@ def project(result: Result) -> dict[str, Any]:
         "why_not": {x.drug: said for x in result.excluded if (said := _why_not(x))},
         "notes": [f"{n.rule}: {n.message}" if n.rule in BUILT_IN else n.rule for n in result.notes],
         "unmapped": [f"{u.resource} {u.code}: {u.why}" for u in result.unmapped],
+        "not_assessed": [f"{n.field}: {n.entry}" for n in result.not_assessed],
     }
 
 
@@ -106,6 +107,7 @@ def _wanted(directory: Path, expected: dict[str, Any]) -> dict[str, Any]:
     source = _twin(directory, expected)
     return {key: expected.get(key, source.get(key, {})) if key in TWIN_OWN else source.get(key) for key in PINNED} | {
         "unmapped": expected.get("unmapped", []),
+        "not_assessed": expected.get("not_assessed", []),
     }
 
 
@@ -150,6 +152,8 @@ def update_case(directory: Path, evaluator: Evaluator) -> bool:
         own = ["unmapped", *(key for key in TWIN_OWN if key in expected or actual[key] != twin[key])]
     else:
         own = [*PINNED]
+    if actual["not_assessed"] or "not_assessed" in expected:
+        own.append("not_assessed")
     updated = {**expected, **{key: actual[key] for key in own}}
     if updated == expected:
         return False

@@ -156,6 +156,10 @@ def render(result: Result, console: Console, citations: str = "numbered") -> Non
         console.print("\n[bold]Notes[/]")
         for note in result.notes:
             _line(console, 2, escape(f"{note.rule}: {note.message}"))
+    if result.not_assessed:
+        console.print("\n[bold]Not assessed (entries this pack does not know)[/]")
+        for item in result.not_assessed:
+            _line(console, 2, escape(f"{item.entry} ({item.field}): {item.why}"))
     if result.as_of:
         console.print(f"\n[bold]From FHIR[/] (ages as of {result.as_of}); not used ({len(result.unmapped)}):")
         for item in result.unmapped:
