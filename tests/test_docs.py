@@ -48,6 +48,8 @@ def _free_port() -> int:
 def test_shell_example_runs(page, index, block, tmp_path):
     """Run as written from the repository root, with three substitutions: this venv for `.venv/bin/`,
     a private folder for `/tmp/`, and a free port for the service's 8000."""
-    script = block.replace(".venv/bin/", f"{BIN}/").replace("/tmp/", f"{tmp_path}/").replace("8000", str(_free_port()))
+    port = str(_free_port())
+    swap = {".venv/bin/": f"{BIN}/", "/tmp/": f"{tmp_path}/", "8000": port}  # in one pass: BIN may be under /tmp
+    script = re.sub(r"\.venv/bin/|/tmp/|\b8000\b", lambda found: swap[found.group()], block)
     done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"{page.name} block {index}:\n{block}\n--- stderr:\n{done.stderr[-2000:]}"
